@@ -1,0 +1,62 @@
+"""Command line: `posekit VERB ...`; every verb is a thin wrapper over a library function."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from posekit.errors import PosekitError
+
+# verb -> module under posekit.cli; each module defines HELP, add_arguments(parser) and run(args) -> int.
+VERBS = {
+    "synth": "synth",
+    "demo": "demo",
+    "train": "train",
+    "test": "test",
+    "infer": "infer",
+    "export": "export",
+    "eval": "eval",
+    "models": "models",
+    "bench": "bench",
+}
+
+
+def _available() -> dict[str, object]:
+    mods = {}
+    for verb, mod in VERBS.items():
+        try:
+            mods[verb] = importlib.import_module(f"posekit.cli.{mod}")
+        except ModuleNotFoundError as e:
+            if e.name != f"posekit.cli.{mod}":
+                raise
+    return mods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one sub-command per verb."""
+    parser = argparse.ArgumentParser(prog="posekit", description="Human pose estimation toolkit.")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    for verb, mod in _available().items():
+        p = sub.add_parser(verb, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `posekit` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except PosekitError as e:
+        print(f"posekit {args.verb}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"posekit {args.verb}: interrupted", file=sys.stderr)
+        return 130

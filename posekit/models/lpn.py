@@ -1,0 +1,1 @@
+"""Placeholder: family module being written."""
