@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from posekit.errors import CheckpointError, ConfigError, DataError, PosekitError
 
 __version__ = "0.1.0"
 
-__all__ = ["CheckpointError", "ConfigError", "DataError", "PosekitError", "__version__"]
+__all__ = ["CheckpointError", "ConfigError", "DataError", "Pose", "PoseEstimator", "PosekitError", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    """Lazy access to `PoseEstimator` / `Pose` so `import posekit` stays light."""
+    if name in ("PoseEstimator", "Pose"):
+        from posekit import inference
+
+        return getattr(inference, name)
+    raise AttributeError(f"module 'posekit' has no attribute {name!r}")
