@@ -1,0 +1,34 @@
+"""Evaluation: COCO/CrowdPose OKS AP (pycocotools), MPII PCKh, PCK/AUC/EPE, OKS-NMS and the results writer."""
+
+from __future__ import annotations
+
+from posekit.evaluation.coco import (
+    BACKENDS,
+    CROWDPOSE_STAT_NAMES,
+    STAT_NAMES,
+    coco_keypoints,
+    crowdpose_keypoints,
+)
+from posekit.evaluation.nms import oks_iou, oks_matrix, oks_nms, soft_oks_nms
+from posekit.evaluation.pck import accuracy, auc, epe, mpii_pckh, pck_accuracy
+from posekit.evaluation.results import make_results, rescore, write_results
+
+__all__ = [
+    "BACKENDS",
+    "CROWDPOSE_STAT_NAMES",
+    "STAT_NAMES",
+    "accuracy",
+    "auc",
+    "coco_keypoints",
+    "crowdpose_keypoints",
+    "epe",
+    "make_results",
+    "mpii_pckh",
+    "oks_iou",
+    "oks_matrix",
+    "oks_nms",
+    "pck_accuracy",
+    "rescore",
+    "soft_oks_nms",
+    "write_results",
+]

@@ -1,0 +1,322 @@
+"""COCO keypoint AP/AR through pycocotools (the library of record) or faster-coco-eval, and CrowdPose AP(E/M/H).
+
+One path for every dataset and results file: the ground truth and the results are validated first (clear errors
+for unknown image ids, wrong keypoint counts, NaNs; a warning and AP 0 for an empty list), then handed unchanged to
+the evaluator. CrowdPose follows xtcocotools' 'keypoints_crowd' (use_area=False: OKS area = 0.53 x box area;
+detections without any positive keypoint score dropped; AP per crowd-index split) on top of pycocotools.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from posekit.errors import DataError
+from posekit.skeletons import COCO17, CROWDPOSE14, DEFAULT_SIGMA, Skeleton, from_coco_category
+
+STAT_NAMES = ("AP", "AP .5", "AP .75", "AP (M)", "AP (L)", "AR", "AR .5", "AR .75", "AR (M)", "AR (L)")
+CROWDPOSE_STAT_NAMES = ("AP", "AP .5", "AP .75", "AR", "AR .5", "AR .75", "AP (E)", "AP (M)", "AP (H)")
+BACKENDS = ("pycocotools", "faster_coco_eval")
+# xtcocotools / CrowdPose `get_type_result(first=0.2, second=0.8)`: easy < 0.2 <= medium < 0.8 <= hard.
+CROWD_INDEX_SPLIT = (0.2, 0.8)
+CROWD_AREA_FACTOR = 0.53  # xtcocotools use_area=False: area = bbox w * h * 0.53
+
+GroundTruth = str | os.PathLike | dict
+Results = str | os.PathLike | Sequence[dict]
+Sigmas = Sequence[float] | np.ndarray | Skeleton | None
+
+
+def _read_json(path: str | os.PathLike, what: str) -> Any:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DataError(f"{what} file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{what} file {path} is not valid JSON: {e}") from None
+
+
+def _name(source: GroundTruth | Results) -> str:
+    return str(source) if isinstance(source, (str, os.PathLike)) else "<in-memory>"
+
+
+def load_ground_truth(gt: GroundTruth, *, use_area: bool = True) -> dict:
+    """COCO keypoint ground truth (path or dict) checked and completed; returns a new dict pycocotools accepts.
+
+    Fills `iscrowd` (0) and `num_keypoints` (count of v > 0) where absent. With `use_area=False` every
+    annotation's `area` becomes 0.53 x box area, as xtcocotools does for CrowdPose.
+    """
+    src = _name(gt)
+    data = _read_json(gt, "ground-truth") if isinstance(gt, (str, os.PathLike)) else copy.deepcopy(gt)
+    if not isinstance(data, dict):
+        raise DataError(f"{src}: ground truth must be a COCO dict with images/annotations/categories")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise DataError(f"{src}: ground truth has no '{key}' list")
+    for i, img in enumerate(data["images"]):
+        if not isinstance(img, dict) or "id" not in img:
+            raise DataError(f"{src}: images[{i}] has no 'id'")
+    num_kpts = None
+    for i, ann in enumerate(data["annotations"]):
+        where = f"{src}: annotations[{i}] (id {ann.get('id', '?')})"
+        for key in ("id", "image_id", "category_id", "keypoints", "bbox"):
+            if key not in ann:
+                raise DataError(f"{where} has no '{key}'")
+        kp = ann["keypoints"]
+        if not isinstance(kp, list) or len(kp) % 3:
+            raise DataError(f"{where}: 'keypoints' must be a flat list x1,y1,v1,..., got length {len(kp)}")
+        if num_kpts is None:
+            num_kpts = len(kp) // 3
+        elif len(kp) != 3 * num_kpts:
+            raise DataError(f"{where}: {len(kp) // 3} keypoints, the other annotations have {num_kpts}")
+        ann.setdefault("iscrowd", 0)
+        if "num_keypoints" not in ann:
+            ann["num_keypoints"] = int(sum(1 for v in kp[2::3] if v > 0))
+        if not use_area:
+            bb = ann["bbox"]
+            ann["area"] = bb[3] * bb[2] * CROWD_AREA_FACTOR
+        elif "area" not in ann:
+            raise DataError(f"{where} has no 'area' (COCO OKS divides by it); add it, or evaluate with "
+                            f"use_area=False / --metric crowdpose (area = 0.53 x box area)")
+    return data
+
+
+def num_keypoints(gt: dict) -> int:
+    """K of a loaded ground truth (from its annotations, else from its first category's keypoint names)."""
+    for ann in gt["annotations"]:
+        return len(ann["keypoints"]) // 3
+    for cat in gt["categories"]:
+        if isinstance(cat.get("keypoints"), list) and cat["keypoints"]:
+            return len(cat["keypoints"])
+    raise DataError("ground truth has neither keypoint annotations nor categories[].keypoints names")
+
+
+def resolve_sigmas(gt: dict, sigmas: Sigmas = None, default: Skeleton | None = None) -> np.ndarray:
+    """OKS sigmas: given > category 'sigmas' > `default` skeleton > skeleton named by the category > COCO's (K=17).
+
+    A custom skeleton without sigmas gets 0.072 per keypoint, with a warning (K=17: COCO's, as pycocotools).
+    """
+    k = num_keypoints(gt)
+    if isinstance(sigmas, Skeleton):
+        sigmas = sigmas.sigmas
+    if sigmas is not None:
+        arr = np.asarray(sigmas, dtype=np.float64).reshape(-1)
+        if arr.shape[0] != k:
+            raise DataError(f"{arr.shape[0]} OKS sigmas given for a ground truth with {k} keypoints")
+        return arr
+    cats = [c for c in gt["categories"] if isinstance(c.get("keypoints"), list) and len(c["keypoints"]) == k]
+    if cats and cats[0].get("sigmas"):
+        return resolve_sigmas(gt, cats[0]["sigmas"])
+    if default is not None and default.num_keypoints == k:
+        return default.sigmas_array
+    if cats:
+        # links play no part in OKS (and some real files carry another skeleton's links): leave them out
+        cat = {key: v for key, v in cats[0].items() if key != "skeleton"}
+        skel = from_coco_category(cat, source="ground truth categories[0]")
+        if skel.sigmas != (DEFAULT_SIGMA,) * k:
+            return skel.sigmas_array
+        if k == COCO17.num_keypoints:
+            warnings.warn(f"keypoint names of {skel.name!r} are not COCO's and no sigmas are given: using the COCO "
+                          f"sigmas, as pycocotools does; pass sigmas= for another skeleton", stacklevel=3)
+            return COCO17.sigmas_array
+        warnings.warn(f"no OKS sigmas for the custom skeleton {skel.name!r} ({k} keypoints): using "
+                      f"{DEFAULT_SIGMA} for every keypoint; pass sigmas= for meaningful AP", stacklevel=3)
+        return skel.sigmas_array
+    if k == COCO17.num_keypoints:
+        return COCO17.sigmas_array
+    raise DataError(f"ground truth has {k} keypoints and no categories[].keypoints names: pass sigmas=")
+
+
+def load_results(results: Results, gt: dict, source: str | None = None) -> list[dict]:
+    """A COCO keypoint results list (path or list) checked against the ground truth; returns shallow copies."""
+    src = source or _name(results)
+    data = _read_json(results, "results") if isinstance(results, (str, os.PathLike)) else results
+    if isinstance(data, dict) and isinstance(data.get("annotations"), list):
+        data = data["annotations"]
+    if not isinstance(data, (list, tuple)):
+        raise DataError(f"{src}: results must be a list of {{image_id, category_id, keypoints, score}}")
+    k = num_keypoints(gt)
+    out = []
+    for i, r in enumerate(data):
+        if not isinstance(r, dict):
+            raise DataError(f"{src}: results[{i}] is a {type(r).__name__}, expected a dict")
+        for key in ("image_id", "category_id", "keypoints", "score"):
+            if key not in r:
+                raise DataError(f"{src}: results[{i}] has no '{key}'")
+        kp = r["keypoints"]
+        if not isinstance(kp, (list, tuple, np.ndarray)) or len(kp) != 3 * k:
+            got = len(kp) if isinstance(kp, (list, tuple, np.ndarray)) else type(kp).__name__
+            raise DataError(f"{src}: results[{i}] (image_id {r['image_id']}) has {got} keypoint values; the "
+                            f"ground truth has {k} keypoints, so {3 * k} values (x, y, score) are expected")
+        out.append(dict(r))
+    if not out:
+        return out
+    values = np.asarray([r["keypoints"] for r in out], dtype=np.float64)
+    scores = np.asarray([r["score"] for r in out], dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values).all(axis=1) | ~np.isfinite(scores))
+    if bad.size:
+        raise DataError(f"{src}: {bad.size} results have NaN/infinite keypoints or score "
+                        f"(first: results[{bad[0]}], image_id {out[bad[0]]['image_id']})")
+    img_ids = {img["id"] for img in gt["images"]}
+    unknown = sorted({r["image_id"] for r in out} - img_ids, key=str)
+    if unknown:
+        raise DataError(f"{src}: {len(unknown)} image ids are not in the ground truth (first: {unknown[:5]}); "
+                        f"results must use the ground truth's images[].id")
+    cat_ids = {c["id"] for c in gt["categories"]}
+    unknown = sorted({r["category_id"] for r in out} - cat_ids, key=str)
+    if unknown:
+        raise DataError(f"{src}: category ids {unknown[:5]} are not in the ground truth (it has {sorted(cat_ids)})")
+    return out
+
+
+def _quiet() -> contextlib.AbstractContextManager:
+    return contextlib.redirect_stdout(io.StringIO())
+
+
+def run_cocoeval(gt: dict, results: list[dict], sigmas: np.ndarray, backend: str = "pycocotools") -> Any:
+    """Evaluate + accumulate + summarize with the chosen library; returns its COCOeval object (stats in `.stats`)."""
+    if backend == "pycocotools":
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+
+        with _quiet():
+            coco_gt = COCO()
+            coco_gt.dataset = gt
+            coco_gt.createIndex()
+            if results:
+                coco_dt = coco_gt.loadRes(results)
+            else:
+                coco_dt = COCO()
+                coco_dt.dataset = {"images": list(gt["images"]), "categories": copy.deepcopy(gt["categories"]),
+                                   "annotations": []}
+                coco_dt.createIndex()
+            ev = COCOeval(coco_gt, coco_dt, "keypoints")
+            ev.params.kpt_oks_sigmas = sigmas
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+        return ev
+    if backend == "faster_coco_eval":
+        from faster_coco_eval import COCO as FCOCO
+        from faster_coco_eval import COCOeval_faster
+
+        def silent(*args: Any, **kwargs: Any) -> None:
+            return None
+
+        with _quiet():
+            coco_gt = FCOCO(gt, print_function=silent)
+            coco_dt = coco_gt.loadRes(results)
+            # Never touch params.useSegm: setting it (even to None) switches faster-coco-eval to bbox IoU.
+            ev = COCOeval_faster(coco_gt, coco_dt, iouType="keypoints", kpt_oks_sigmas=list(sigmas),
+                                 print_function=silent)
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+        return ev
+    raise DataError(f"unknown evaluation backend {backend!r}; expected one of {BACKENDS}")
+
+
+def _warn_empty(src: str) -> None:
+    warnings.warn(f"{src}: the results list is empty, so every AP/AR is 0", stacklevel=3)
+
+
+def coco_keypoints(gt_json_path: GroundTruth, results: Results, sigmas: Sigmas = None,
+                   backend: str = "pycocotools") -> dict[str, float]:
+    """COCO keypoint AP/AR: the 10 pycocotools stats by name, in pycocotools order."""
+    if backend not in BACKENDS:
+        raise DataError(f"unknown evaluation backend {backend!r}; expected one of {BACKENDS}")
+    gt = load_ground_truth(gt_json_path)
+    res = load_results(results, gt)
+    if not res:
+        _warn_empty(_name(results))
+    ev = run_cocoeval(gt, res, resolve_sigmas(gt, sigmas), backend)
+    return {name: float(v) for name, v in zip(STAT_NAMES, np.asarray(ev.stats)[:10])}
+
+
+def crowd_index_split(gt: dict, split: tuple[float, float] = CROWD_INDEX_SPLIT) -> tuple[list, list, list]:
+    """Image ids split by `crowdIndex` into easy (< split[0]), medium (< split[1]) and hard."""
+    groups: tuple[list, list, list] = ([], [], [])
+    for img in gt["images"]:
+        if "crowdIndex" not in img:
+            raise DataError(f"image {img['id']} has no 'crowdIndex' (CrowdPose ground truth is needed for AP(E/M/H))")
+        ci = img["crowdIndex"]
+        groups[0 if ci < split[0] else 1 if ci < split[1] else 2].append(img["id"])
+    return groups
+
+
+def _subset_precision_pycocotools(ev: Any, img_ids: Sequence) -> np.ndarray:
+    """Accumulate pycocotools' existing per-image matches over a subset of images; precision [T,R,K,A,M]."""
+    pe = ev._paramsEval
+    wanted = set(img_ids)
+    pos = [n for n, i in enumerate(pe.imgIds) if i in wanted]
+    n_img, n_area = len(pe.imgIds), len(pe.areaRng)
+    n_cat = len(pe.catIds) if pe.useCats else 1
+    sub = copy.copy(ev)
+    sub.evalImgs = [ev.evalImgs[(k * n_area + a) * n_img + n] for k in range(n_cat) for a in range(n_area)
+                    for n in pos]
+    sub._paramsEval = copy.deepcopy(pe)
+    sub._paramsEval.imgIds = [pe.imgIds[n] for n in pos]
+    sub.params = copy.deepcopy(ev.params)
+    sub.params.imgIds = list(sub._paramsEval.imgIds)
+    with _quiet():
+        sub.accumulate()
+    return sub.eval["precision"]
+
+
+def _subset_precision_faster(ev: Any, img_ids: Sequence) -> np.ndarray:
+    """Re-run faster-coco-eval on a subset of images; precision [T,R,K,A,M]."""
+    if not img_ids:
+        p = ev.params
+        return -np.ones((len(p.iouThrs), len(p.recThrs), len(p.catIds), len(p.areaRng), len(p.maxDets)))
+    sub = copy.copy(ev)
+    sub.params = copy.deepcopy(ev.params)
+    sub.params.imgIds = list(img_ids)
+    with _quiet():
+        sub.evaluate()
+        sub.accumulate()
+    return sub.eval["precision"]
+
+
+def crowdpose_keypoints(gt_json_path: GroundTruth, results: Results, sigmas: Sigmas = None,
+                        backend: str = "pycocotools",
+                        split: tuple[float, float] = CROWD_INDEX_SPLIT) -> dict[str, float]:
+    """CrowdPose AP/AR and AP (E)/(M)/(H) by crowd index, as xtcocotools 'keypoints_crowd' with use_area=False."""
+    if backend not in BACKENDS:
+        raise DataError(f"unknown evaluation backend {backend!r}; expected one of {BACKENDS}")
+    gt = load_ground_truth(gt_json_path, use_area=False)
+    groups = crowd_index_split(gt, split)
+    res = load_results(results, gt)
+    if not res:
+        _warn_empty(_name(results))
+    # xtcocotools drops detections whose keypoint scores are all <= 0 before matching.
+    res = [r for r in res if any(v > 0 for v in r["keypoints"][2::3])]
+    ev = run_cocoeval(gt, res, resolve_sigmas(gt, sigmas, default=CROWDPOSE14), backend)
+    s = np.asarray(ev.stats)
+    values = [s[0], s[1], s[2], s[5], s[6], s[7]]
+    subset = _subset_precision_pycocotools if backend == "pycocotools" else _subset_precision_faster
+    for ids in groups:
+        precision = subset(ev, ids)
+        # xtcocotools: mean over the whole 'all'-area precision block (-1 entries included), rounded to 4 places.
+        values.append(round(np.mean(precision[:, :, :, 0, :]), 4))
+    return {name: float(v) for name, v in zip(CROWDPOSE_STAT_NAMES, values)}
+
+
+def gt_as_results(gt: GroundTruth, score: float = 1.0) -> list[dict]:
+    """Ground-truth annotations with keypoints (not crowd) written as a results list: a perfect prediction."""
+    data = load_ground_truth(gt, use_area=False)
+    return [{"image_id": a["image_id"], "category_id": a["category_id"], "keypoints": list(a["keypoints"]),
+             "score": score} for a in data["annotations"] if a["num_keypoints"] > 0 and not a["iscrowd"]]
+
+
+__all__ = [
+    "BACKENDS", "CROWDPOSE_STAT_NAMES", "CROWD_INDEX_SPLIT", "STAT_NAMES", "coco_keypoints", "crowd_index_split",
+    "crowdpose_keypoints", "gt_as_results", "load_ground_truth", "load_results", "resolve_sigmas", "run_cocoeval",
+]

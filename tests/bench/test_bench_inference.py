@@ -1,0 +1,30 @@
+"""`posekit bench inference`: a tiny run gives a JSON object whose folded/ONNX variants agree with eager."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from posekit.cli import main
+
+
+def test_bench_inference_json_tiny(capsys):
+    argv = ["bench", "inference", "--json", "--models", "hrnet_w16_tiny_128x96", "--input-size", "96", "128",
+            "--batch-sizes", "1", "2", "--iters", "1", "--warmup", "0"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    rows = result["rows"]
+    assert {(r["variant"], r["batch"]) for r in rows} == {(v, b) for v in ("eager", "folded", "folded_cl")
+                                                          for b in (1, 2)}
+    assert all(r["images_per_s"] > 0 for r in rows)
+    assert all(r["max_rel_diff"] < 1e-4 for r in rows if r["variant"] != "eager")
+
+
+@pytest.mark.slow
+def test_bench_inference_onnx_table(capsys):
+    argv = ["bench", "inference", "--models", "simplebaseline_res18_128x96", "--input-size", "96", "128",
+            "--batch-sizes", "1", "--iters", "1", "--warmup", "0", "--onnx"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "onnxruntime" in out and "b1 img/s" in out
