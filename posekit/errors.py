@@ -17,3 +17,7 @@ class ConfigError(PosekitError):
 
 class CheckpointError(PosekitError):
     """A checkpoint cannot be read or does not match the model."""
+
+
+class TrainingError(PosekitError):
+    """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""

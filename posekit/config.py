@@ -1,0 +1,607 @@
+"""Experiment configuration: nested dataclasses loaded from YAML (official HRNet vocabulary) + KEY=VALUE overrides.
+
+A config file uses the official HRNet / SimpleBaseline / LPN / DarkPose experiment vocabulary (`MODEL.EXTRA.STAGE2`,
+`DATASET.ROOT`, `TEST.FLIP_TEST`, ...) plus a few posekit keys (`MODEL.ZOO`, `MODEL.CODEC`, `DATASET.FORMAT`,
+`DATASET.TRAIN_ANN`, `TRAIN.AMP`, `TRAIN.MAX_ITERS`, `TEST.BOXES`, ...). Official keys posekit does not use are
+accepted and reported (a `ConfigWarning` and `Config.unused`); any other unknown key is a `ConfigError` naming it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from posekit.errors import ConfigError
+
+
+class ConfigWarning(UserWarning):
+    """A config holds official keys that posekit accepts but does not use."""
+
+
+@dataclass
+class CudnnConfig:
+    """CUDNN.*: torch.backends.cudnn flags (applied when CUDA is present)."""
+
+    BENCHMARK: bool = True
+    DETERMINISTIC: bool = False
+    ENABLED: bool = True
+
+
+@dataclass
+class ModelConfig:
+    """MODEL.*: which network, its input/heatmap size and the codec."""
+
+    NAME: str = ""  # official family: pose_hrnet | pose_resnet | lpn (used when ZOO is empty)
+    ZOO: str = ""  # posekit: a zoo model name (`posekit models`); replaces NAME + EXTRA
+    CODEC: str = ""  # posekit: codec name; "" = the zoo entry's codec, or from TARGET_TYPE
+    STYLE: str = "pytorch"  # SimpleBaseline repo: only the pytorch style is built
+    INIT_WEIGHTS: bool = True
+    PRETRAINED: str = ""  # ImageNet backbone weights loaded before training (keys in EXTRA.PRETRAINED_LAYERS)
+    NUM_JOINTS: int = 0  # 0 = from the zoo entry / skeleton
+    TARGET_TYPE: str = "gaussian"
+    IMAGE_SIZE: list[int] = field(default_factory=list)  # (w, h); [] = from the zoo entry
+    HEATMAP_SIZE: list[int] = field(default_factory=list)  # (w, h); [] = from the zoo entry
+    SIGMA: float = 0.0  # 0 = the zoo entry's sigma (2 when there is none)
+    EXTRA: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LossConfig:
+    """LOSS.*: heatmap loss options."""
+
+    NAME: str = ""  # posekit: "" = from the codec (mse / ohkm / combined / grmi / integral)
+    USE_TARGET_WEIGHT: bool = True
+    USE_OHKM: bool = False
+    TOPK: int = 8
+    USE_DIFFERENT_JOINTS_WEIGHT: bool = False
+
+
+@dataclass
+class DatasetConfig:
+    """DATASET.*: where the data lives and the training augmentation."""
+
+    DATASET: str = "coco"  # official: coco | mpii
+    FORMAT: str = ""  # posekit: coco | mpii; "" = DATASET
+    ROOT: str = ""
+    TRAIN_SET: str = "train2017"
+    TEST_SET: str = "val2017"
+    TRAIN_ANN: str = ""  # posekit: annotation file; "" = official layout under ROOT
+    TEST_ANN: str = ""
+    TRAIN_IMAGES: str = ""  # posekit: image folder; "" = official layout under ROOT
+    TEST_IMAGES: str = ""
+    SKELETON: str = ""  # posekit: skeleton name; "" = the zoo entry's, or DATASET
+    DATA_FORMAT: str = "jpg"
+    FLIP: bool = True
+    SCALE_FACTOR: float = 0.25
+    ROT_FACTOR: float = 30.0
+    PROB_HALF_BODY: float = 0.0
+    NUM_JOINTS_HALF_BODY: int = 8
+    COLOR_RGB: bool = True  # False: the network takes BGR (older official SimpleBaseline checkpoints)
+
+
+@dataclass
+class TrainConfig:
+    """TRAIN.*: optimiser, schedule and loop limits."""
+
+    BATCH_SIZE_PER_GPU: int = 32
+    SHUFFLE: bool = True
+    BEGIN_EPOCH: int = 0
+    END_EPOCH: int = 140
+    OPTIMIZER: str = "adam"  # adam | adamw | sgd
+    LR: float = 0.001
+    LR_FACTOR: float = 0.1
+    LR_STEP: list[int] = field(default_factory=lambda: [90, 110])
+    WD: float = 0.0001  # used by sgd and adamw (the official adam has no weight decay)
+    MOMENTUM: float = 0.9
+    NESTEROV: bool = False
+    RESUME: bool = False
+    CHECKPOINT: str = ""  # checkpoint to resume from; "" = <out>/checkpoint.pth
+    CLIP_MAX_NORM: float = 0.0  # gradient clipping (PRTR); 0 = off
+    SEED: int = 0  # posekit: weight init, data order and augmentation all derive from it
+    AMP: bool = True  # posekit: mixed precision when CUDA is present
+    MAX_ITERS: int = 0  # posekit: stop (with a checkpoint) after this many iterations; 0 = no limit
+    MAX_MINUTES: float = 0.0  # posekit: stop (with a checkpoint) after this long; 0 = no limit
+    VAL_EVERY: int = 1  # posekit: validate every N epochs; 0 = never
+    FREEZE_BN: bool = False  # posekit: keep BatchNorm layers in eval mode (small batches, fine-tuning)
+    SYNC_BN: bool = False  # posekit: SyncBatchNorm under DDP on GPU
+
+
+@dataclass
+class TestConfig:
+    """TEST.*: flip test, boxes and rescoring."""
+
+    BATCH_SIZE_PER_GPU: int = 32
+    FLIP_TEST: bool = True  # the official default.py has False for these four; every official experiment sets True
+    POST_PROCESS: bool = True
+    SHIFT_HEATMAP: bool = True  # False disables a codec's own flip shift; True keeps each codec's rule
+    USE_GT_BBOX: bool = True
+    BOXES: str = ""  # posekit: "gt" or a detections JSON; "" = USE_GT_BBOX / COCO_BBOX_FILE
+    IMAGE_THRE: float = 0.1
+    SOFT_NMS: bool = False
+    OKS_THRE: float = 0.5
+    IN_VIS_THRE: float = 0.0
+    COCO_BBOX_FILE: str = ""
+    MODEL_FILE: str = ""
+    BLUR_KERNEL: int = 0  # DarkPose; > 0 selects the dark codec for a gaussian TARGET_TYPE
+    SOFT_ARGMAX: bool = False  # LPN; selects the beta_soft_argmax codec
+
+
+@dataclass
+class DebugConfig:
+    """DEBUG.*: PNG grids of training crops with joints and heatmaps."""
+
+    DEBUG: bool = False
+    SAVE_BATCH_IMAGES_GT: bool = False
+    SAVE_BATCH_IMAGES_PRED: bool = False
+    SAVE_HEATMAPS_GT: bool = False
+    SAVE_HEATMAPS_PRED: bool = False
+
+
+@dataclass
+class Config:
+    """A whole experiment; field names are the official YAML keys. `source`/`unused` are bookkeeping, not keys."""
+
+    OUTPUT_DIR: str = "output"
+    WORKERS: int = 4
+    PRINT_FREQ: int = 20
+    AUTO_RESUME: bool = False
+    PIN_MEMORY: bool = True
+    CUDNN: CudnnConfig = field(default_factory=CudnnConfig)
+    MODEL: ModelConfig = field(default_factory=ModelConfig)
+    LOSS: LossConfig = field(default_factory=LossConfig)
+    DATASET: DatasetConfig = field(default_factory=DatasetConfig)
+    TRAIN: TrainConfig = field(default_factory=TrainConfig)
+    TEST: TestConfig = field(default_factory=TestConfig)
+    DEBUG: DebugConfig = field(default_factory=DebugConfig)
+    source: str = field(default="", compare=False)
+    unused: list[str] = field(default_factory=list, compare=False)
+
+
+# Official keys accepted but not used, with the reason shown in the warning.
+OFFICIAL_UNUSED: dict[str, str] = {
+    "GPUS": "multi-GPU training uses `torchrun --nproc_per_node N`",
+    "LOG_DIR": "TensorBoard logs go to <out>/tb",
+    "DATA_DIR": "paths are relative to the working directory",
+    "RANK": "torchrun sets RANK",
+    "SAVE_FREQ": "a checkpoint is written every epoch",
+    "MODEL.TAG_PER_JOINT": "bottom-up models only",
+    "DATASET.HYBRID_JOINTS_TYPE": "not implemented",
+    "DATASET.SELECT_DATA": "not implemented",
+    "TRAIN.GAMMA1": "unused by the official code too",
+    "TRAIN.GAMMA2": "unused by the official code too",
+    "TRAIN.LR_BACKBONE": "one learning rate for all parameters",
+    "TEST.NMS_THRE": "unused by the official code too",
+    "TEST.BBOX_THRE": "unused by the official code too",
+    "TEST.BIAS": "the LPN test bias is not applied",
+}
+
+# MODEL.EXTRA keys per official MODEL.NAME (values: sub-keys of nested blocks, or None for a plain value).
+_STAGE_KEYS = {"NUM_MODULES", "NUM_BRANCHES", "BLOCK", "NUM_BLOCKS", "NUM_CHANNELS", "FUSE_METHOD"}
+_DECONV_KEYS = {"NUM_LAYERS", "DECONV_WITH_BIAS", "NUM_DECONV_LAYERS", "NUM_DECONV_FILTERS", "NUM_DECONV_KERNELS",
+                "FINAL_CONV_KERNEL", "PRETRAINED_LAYERS"}
+EXTRA_KEYS: dict[str, dict[str, set[str] | None]] = {
+    "pose_hrnet": {"PRETRAINED_LAYERS": None, "FINAL_CONV_KERNEL": None,
+                   **{f"STAGE{i}": _STAGE_KEYS for i in (1, 2, 3, 4)}},
+    # TARGET_TYPE/HEATMAP_SIZE/SIGMA sit in EXTRA in microsoft/human-pose-estimation.pytorch; moved up to MODEL.
+    "pose_resnet": {**dict.fromkeys(_DECONV_KEYS), "TARGET_TYPE": None, "HEATMAP_SIZE": None, "SIGMA": None},
+    "lpn": {**dict.fromkeys(_DECONV_KEYS), "ATTENTION": None},
+}
+MODEL_FAMILIES = tuple(EXTRA_KEYS)
+OPTIMIZERS = ("adam", "adamw", "sgd")
+DATASET_FORMATS = ("coco", "mpii")
+
+
+def _suggest(key: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(candidates), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
+def _where(key: str, sources: Mapping[str, str], default: str) -> str:
+    """Where a dotted key was set: the longest source prefix that matches it."""
+    parts = key.split(".")
+    for n in range(len(parts), 0, -1):
+        src = sources.get(".".join(parts[:n]))
+        if src:
+            return src
+    return default
+
+
+def _parse_scalar_list(value: Any, elem: type, key: str, where: str) -> list[Any]:
+    if isinstance(value, str):
+        text = value.strip().strip("[]()")
+        value = [v for v in (s.strip() for s in text.split(",")) if v] if text else []
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{key} in {where}: expected a list of {elem.__name__}, got {value!r}")
+    return [_coerce(v, elem, f"{key}[{i}]", where) for i, v in enumerate(value)]
+
+
+def _coerce(value: Any, typ: Any, key: str, where: str) -> Any:
+    """Convert a YAML value to the field type, or raise a ConfigError naming the key."""
+    origin = typing.get_origin(typ)
+    if origin is list:
+        return _parse_scalar_list(value, typing.get_args(typ)[0], key, where)
+    if origin is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key} in {where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off"):
+            return value.lower() in ("true", "yes", "on")
+        raise ConfigError(f"{key} in {where}: expected true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} in {where}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key} in {where}: expected an integer, got {value!r}")
+    if typ is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # PyYAML reads "1e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key} in {where}: expected a number, got {value!r}")
+    if typ is str:
+        if value is None:
+            return ""
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key} in {where}: expected a string, got {value!r}")
+    raise ConfigError(f"{key}: unsupported field type {typ!r}")  # pragma: no cover - schema bug
+
+
+def _fill(obj: Any, raw: Mapping[str, Any], prefix: str, sources: Mapping[str, str], default_src: str,
+          unused: list[str]) -> None:
+    """Set dataclass `obj` from `raw` (validated), recording accepted-but-unused official keys."""
+    hints = typing.get_type_hints(type(obj))
+    names = [f.name for f in fields(obj) if f.name.isupper()]
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        if not isinstance(key, str):
+            raise ConfigError(f"key {dotted!r} in {_where(prefix.rstrip('.'), sources, default_src)}: "
+                              "keys must be strings")
+        if key not in names:
+            if dotted in OFFICIAL_UNUSED:
+                unused.append(f"{dotted} ({OFFICIAL_UNUSED[dotted]})")
+                continue
+            where = _where(dotted, sources, default_src)
+            candidates = [f"{prefix}{n}" for n in names] + [k for k in OFFICIAL_UNUSED if k.startswith(prefix)]
+            raise ConfigError(f"unknown key {dotted} in {where}{_suggest(dotted, candidates)}")
+        current = getattr(obj, key)
+        if is_dataclass(current):
+            if value is None:
+                continue
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{dotted} in {_where(dotted, sources, default_src)}: expected a mapping of "
+                                  f"{', '.join(f.name for f in fields(current))}, got {value!r}")
+            _fill(current, value, dotted + ".", sources, default_src, unused)
+        else:
+            setattr(obj, key, _coerce(value, hints[key], dotted, _where(dotted, sources, default_src)))
+
+
+def _check_extra(cfg: Config, sources: Mapping[str, str], default_src: str, unused: list[str]) -> None:
+    """Validate MODEL.EXTRA against the keys of MODEL.NAME's family."""
+    m = cfg.MODEL
+    if not m.EXTRA:
+        return
+    if m.ZOO:
+        raise ConfigError(f"MODEL.ZOO ({m.ZOO}) and MODEL.EXTRA are both set in "
+                          f"{_where('MODEL.EXTRA', sources, default_src)}; a zoo model fixes the architecture")
+    allowed = EXTRA_KEYS.get(m.NAME)
+    if allowed is None:
+        unused.append(f"MODEL.EXTRA.* (MODEL.NAME {m.NAME!r} is not built by posekit; it builds "
+                      f"{', '.join(MODEL_FAMILIES)})")
+        return
+    for key, value in m.EXTRA.items():
+        dotted = f"MODEL.EXTRA.{key}"
+        if key not in allowed:
+            where = _where(dotted, sources, default_src)
+            raise ConfigError(f"unknown key {dotted} in {where} for MODEL.NAME {m.NAME}"
+                              f"{_suggest(dotted, [f'MODEL.EXTRA.{k}' for k in allowed])}")
+        sub = allowed[key]
+        if sub is not None:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{dotted} in {_where(dotted, sources, default_src)}: expected a mapping")
+            for k in value:
+                if k not in sub:
+                    d = f"{dotted}.{k}"
+                    where = _where(d, sources, default_src)
+                    if k == "NUM_RANCHES":  # typo in the official HRNet STAGE1 blocks (PRTR configs)
+                        unused.append(f"{d} (official typo of NUM_BRANCHES; the branch count is len(NUM_CHANNELS))")
+                        continue
+                    raise ConfigError(f"unknown key {d} in {where}{_suggest(d, [f'{dotted}.{s}' for s in sub])}")
+    if m.NAME == "pose_resnet":  # microsoft repo vocabulary: EXTRA.TARGET_TYPE / HEATMAP_SIZE / SIGMA
+        extra = dict(m.EXTRA)
+        hints = typing.get_type_hints(ModelConfig)
+        for key in ("TARGET_TYPE", "HEATMAP_SIZE", "SIGMA"):
+            if key in extra:
+                value = extra.pop(key)
+                setattr(m, key, _coerce(value, hints[key], f"MODEL.EXTRA.{key}",
+                                        _where(f"MODEL.EXTRA.{key}", sources, default_src)))
+        m.EXTRA = extra
+
+
+def _check_values(cfg: Config, where: str) -> None:
+    """Cross-field checks with errors naming the key."""
+    m, d, t = cfg.MODEL, cfg.DATASET, cfg.TRAIN
+    for key in ("IMAGE_SIZE", "HEATMAP_SIZE"):
+        v = getattr(m, key)
+        if v and (len(v) != 2 or min(v) <= 0):
+            raise ConfigError(f"MODEL.{key} in {where}: expected [width, height] > 0, got {v}")
+    if not m.ZOO and not m.NAME:
+        raise ConfigError(f"{where}: set MODEL.ZOO (a `posekit models` name) or MODEL.NAME + MODEL.EXTRA")
+    if m.NAME and not m.ZOO and not (m.IMAGE_SIZE and m.HEATMAP_SIZE):
+        raise ConfigError(f"{where}: MODEL.NAME {m.NAME} needs MODEL.IMAGE_SIZE and MODEL.HEATMAP_SIZE")
+    if m.STYLE != "pytorch":
+        raise ConfigError(f"MODEL.STYLE in {where}: only 'pytorch' is built (stride in the 3x3 conv), got {m.STYLE!r}")
+    if t.OPTIMIZER.lower() not in OPTIMIZERS:
+        raise ConfigError(f"TRAIN.OPTIMIZER in {where}: expected one of {OPTIMIZERS}, got {t.OPTIMIZER!r}")
+    if (d.FORMAT or d.DATASET).lower() not in DATASET_FORMATS:
+        raise ConfigError(f"DATASET.FORMAT in {where}: expected one of {DATASET_FORMATS} (or DATASET.DATASET "
+                          f"coco|mpii), got {(d.FORMAT or d.DATASET)!r}")
+    if d.DATA_FORMAT not in ("jpg", "png", "jpeg"):
+        raise ConfigError(f"DATASET.DATA_FORMAT in {where}: only image files are read, got {d.DATA_FORMAT!r}")
+    if t.BATCH_SIZE_PER_GPU <= 0 or cfg.TEST.BATCH_SIZE_PER_GPU <= 0:
+        raise ConfigError(f"TRAIN/TEST.BATCH_SIZE_PER_GPU in {where} must be > 0")
+    if t.END_EPOCH < t.BEGIN_EPOCH:
+        raise ConfigError(f"TRAIN.END_EPOCH ({t.END_EPOCH}) < TRAIN.BEGIN_EPOCH ({t.BEGIN_EPOCH}) in {where}")
+    if sorted(t.LR_STEP) != list(t.LR_STEP):
+        raise ConfigError(f"TRAIN.LR_STEP in {where} must be increasing, got {t.LR_STEP}")
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """`KEY.SUB=VALUE` -> (key, value parsed as a YAML scalar or list)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected KEY=VALUE (e.g. TRAIN.LR=0.0005)")
+    key, text = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise ConfigError(f"override {item!r}: bad key {key!r}")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        value = text
+    return key, value
+
+
+def _apply_override(raw: dict[str, Any], key: str, value: Any) -> None:
+    node = raw
+    parts = key.split(".")
+    for i, p in enumerate(parts[:-1]):
+        child = node.get(p)
+        if child is None:
+            child = node[p] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {key}: {'.'.join(parts[: i + 1])} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def config_from_dict(raw: Mapping[str, Any], overrides: Sequence[str] = (), source: str = "<dict>") -> Config:
+    """Validate a nested dict (+ KEY=VALUE overrides) into a Config."""
+    merged = _deep_copy(raw)
+    sources: dict[str, str] = {}
+    for item in overrides:
+        key, value = parse_override(item)
+        _apply_override(merged, key, value)
+        sources[key] = f"command-line override {item!r}"
+    cfg = Config(source=source)
+    unused: list[str] = []
+    _fill(cfg, merged, "", sources, source, unused)
+    _check_extra(cfg, sources, source, unused)
+    _check_values(cfg, source)
+    cfg.unused = unused
+    return cfg
+
+
+def _deep_copy(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = (), warn: bool = True) -> Config:
+    """Read a YAML experiment file, apply KEY=VALUE overrides, validate; warns (ConfigWarning) about unused keys."""
+    path = Path(path)
+    source = f"file {path}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror or e}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config {path} is not valid YAML: {e}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"config {path}: expected a mapping of sections (MODEL, DATASET, ...), "
+                          f"got {type(raw).__name__}")
+    cfg = config_from_dict(raw, overrides, source)
+    cfg.source = str(path)
+    if cfg.unused and warn:
+        warnings.warn(f"{path}: keys accepted but not used by posekit: {'; '.join(cfg.unused)}", ConfigWarning,
+                      stacklevel=2)
+    return cfg
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """The nested dict of a Config (official key names; bookkeeping fields left out)."""
+    out: dict[str, Any] = {}
+    for f in fields(cfg):
+        if not f.name.isupper():
+            continue
+        v = getattr(cfg, f.name)
+        out[f.name] = config_to_dict(v) if is_dataclass(v) else _plain(v)
+    return out
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Mapping):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def config_to_yaml(cfg: Config) -> str:
+    """YAML text that `load_config` reads back into an equal Config."""
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None)
+
+
+def config_from_yaml(text: str, source: str = "<yaml>") -> Config:
+    """Inverse of config_to_yaml (e.g. the config stored in a checkpoint)."""
+    raw = yaml.safe_load(text) or {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: expected a mapping, got {type(raw).__name__}")
+    return config_from_dict(raw, (), source)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Resolution: config -> (model, codec, skeleton)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a config resolves to: a network description, its sizes, codec and skeleton."""
+
+    name: str  # zoo name, or the official MODEL.NAME
+    zoo: bool
+    input_size: tuple[int, int]  # (w, h)
+    heatmap_size: tuple[int, int]  # (w, h)
+    num_joints: int
+    codec: str
+    codec_cfg: dict[str, Any]
+    skeleton: str
+
+
+def dataset_format(cfg: Config) -> str:
+    """coco | mpii."""
+    return (cfg.DATASET.FORMAT or cfg.DATASET.DATASET).lower()
+
+
+def _official_codec(cfg: Config) -> str:
+    m, t = cfg.MODEL, cfg.TEST
+    target = m.TARGET_TYPE.lower()
+    if target == "gaussian":
+        if m.NAME == "lpn" and t.SOFT_ARGMAX:
+            return "beta_soft_argmax"
+        return "dark" if t.BLUR_KERNEL > 0 else "msra"
+    if target in ("offset", "combined"):
+        return "udp_offset"
+    raise ConfigError(f"MODEL.TARGET_TYPE {m.TARGET_TYPE!r} in {cfg.source}: posekit trains 'gaussian' (and "
+                      "'offset' = UDP CombinedTarget) heatmaps; set MODEL.CODEC to choose another codec")
+
+
+def model_spec(cfg: Config) -> ModelSpec:
+    """Resolve MODEL.ZOO or MODEL.NAME/EXTRA/IMAGE_SIZE into a ModelSpec (no network is built)."""
+    from posekit import models
+
+    m = cfg.MODEL
+    codec_cfg: dict[str, Any] = {}
+    if m.ZOO:
+        e = models.entry(m.ZOO)
+        input_size = tuple(m.IMAGE_SIZE) if m.IMAGE_SIZE else e.input_size
+        heatmap_size = tuple(m.HEATMAP_SIZE) if m.HEATMAP_SIZE else e.heatmap_size
+        if m.IMAGE_SIZE and not m.HEATMAP_SIZE:  # keep the zoo model's output stride
+            stride = e.input_size[0] // e.heatmap_size[0]
+            heatmap_size = (input_size[0] // stride, input_size[1] // stride)
+        codec = m.CODEC or e.codec
+        codec_cfg.update(e.codec_cfg if codec == e.codec else {})
+        skeleton = cfg.DATASET.SKELETON or e.skeleton
+        name, zoo = m.ZOO, True
+    else:
+        if m.NAME not in MODEL_FAMILIES:
+            raise ConfigError(f"MODEL.NAME {m.NAME!r} in {cfg.source}: posekit builds {', '.join(MODEL_FAMILIES)} "
+                              "from the official vocabulary, or any `posekit models` name via MODEL.ZOO")
+        input_size, heatmap_size = tuple(m.IMAGE_SIZE), tuple(m.HEATMAP_SIZE)
+        codec = m.CODEC or _official_codec(cfg)
+        skeleton = cfg.DATASET.SKELETON or dataset_format(cfg)
+        name, zoo = m.NAME, False
+    if m.SIGMA > 0:
+        codec_cfg["sigma"] = m.SIGMA
+    codec_cfg.setdefault("sigma", 2.0)
+    if codec in ("dark", "udp", "udp_offset") and cfg.TEST.BLUR_KERNEL > 0:
+        codec_cfg["blur_kernel"] = cfg.TEST.BLUR_KERNEL
+    from posekit import skeletons
+
+    sk = skeletons.get(skeleton)
+    num_joints = m.NUM_JOINTS or len(sk.keypoints)
+    if num_joints != len(sk.keypoints):
+        raise ConfigError(f"MODEL.NUM_JOINTS {num_joints} in {cfg.source} does not match skeleton {skeleton!r} "
+                          f"({len(sk.keypoints)} keypoints); set DATASET.SKELETON")
+    return ModelSpec(name=name, zoo=zoo, input_size=(int(input_size[0]), int(input_size[1])),
+                     heatmap_size=(int(heatmap_size[0]), int(heatmap_size[1])), num_joints=num_joints,
+                     codec=codec, codec_cfg=codec_cfg, skeleton=skeleton)
+
+
+def _build_official(cfg: Config, out_channels: int) -> Any:
+    """The network of an official MODEL.NAME + EXTRA."""
+    m, x = cfg.MODEL, cfg.MODEL.EXTRA
+    if m.NAME == "pose_hrnet":
+        from posekit.models.hrnet import HRNetConfig, build_hrnet
+
+        return build_hrnet(HRNetConfig.from_official(x, num_joints=out_channels))
+    deconv = dict(num_deconv_filters=tuple(x.get("NUM_DECONV_FILTERS", (256, 256, 256))),
+                  num_deconv_kernels=tuple(x.get("NUM_DECONV_KERNELS", (4, 4, 4))),
+                  deconv_with_bias=bool(x.get("DECONV_WITH_BIAS", False)),
+                  final_conv_kernel=int(x.get("FINAL_CONV_KERNEL", 1)))
+    if m.NAME == "pose_resnet":
+        from posekit.models.resnet import PoseResNet, PoseResNetConfig
+
+        n = int(x.get("NUM_DECONV_LAYERS", len(deconv["num_deconv_filters"])))
+        return PoseResNet(PoseResNetConfig(depth=int(x.get("NUM_LAYERS", 50)), num_joints=out_channels,
+                                           num_deconv_layers=n, **deconv))
+    from posekit.models.lpn import LPN, LPN_SPEC
+
+    depth = int(x.get("NUM_LAYERS", 50))
+    if depth not in LPN_SPEC:
+        raise ConfigError(f"MODEL.EXTRA.NUM_LAYERS in {cfg.source}: LPN depth must be one of {sorted(LPN_SPEC)}")
+    return LPN(layers=LPN_SPEC[depth], num_joints=out_channels,
+               deconv_filters=tuple(x.get("NUM_DECONV_FILTERS", (256, 256))),
+               deconv_kernels=tuple(x.get("NUM_DECONV_KERNELS", (4, 4))),
+               deconv_with_bias=deconv["deconv_with_bias"], final_conv_kernel=deconv["final_conv_kernel"],
+               attention=x.get("ATTENTION") or None)
+
+
+def build_codec_from_config(cfg: Config, spec: ModelSpec | None = None) -> Any:
+    """The codec object a config resolves to."""
+    from posekit import codecs
+
+    spec = spec or model_spec(cfg)
+    return codecs.build(spec.codec, input_size=spec.input_size, heatmap_size=spec.heatmap_size,
+                        num_keypoints=spec.num_joints, **spec.codec_cfg)
+
+
+def build_model_from_config(cfg: Config) -> tuple[Any, Any, Any]:
+    """(network in eval mode, codec, skeleton) of a config; the network has freshly initialised weights."""
+    from posekit import models, skeletons
+
+    spec = model_spec(cfg)
+    codec = build_codec_from_config(cfg, spec)
+    out_channels = int(getattr(codec, "out_channels", spec.num_joints))
+    if spec.zoo:
+        e = models.entry(spec.name)
+        same_head = spec.codec == e.codec and len(skeletons.get(e.skeleton).keypoints) == spec.num_joints
+        model = models.build(spec.name) if same_head else models.build(spec.name, num_joints=out_channels)
+    else:
+        model = _build_official(cfg, out_channels).eval()
+    return model, codec, skeletons.get(spec.skeleton)

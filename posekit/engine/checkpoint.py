@@ -1,0 +1,127 @@
+"""Training checkpoints: one file holding model, optimizer, scheduler, counters, best metric, config and RNG states.
+
+Written to a temporary file in the same folder and renamed (`os.replace`), so a crash never leaves a half-written
+checkpoint. Everything stored is a tensor or a plain container, so it loads with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import pickle
+import random
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from posekit.errors import CheckpointError
+
+FORMAT = "posekit-train-v1"
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """torch.save to a temp file next to `path`, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy, torch (and CUDA) generator states as tensors and plain values."""
+    version, mt, gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": {"version": version, "state": list(mt), "gauss": gauss},
+        "numpy": {"name": np_name, "keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
+                  "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore what `rng_state` captured."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(list(state["cuda"]))
+
+
+def _plain(obj: Any) -> Any:
+    """Containers that weights_only loading accepts (Counter -> dict, tuple kept)."""
+    if isinstance(obj, collections.Counter):
+        return {k: int(v) for k, v in obj.items()}
+    if isinstance(obj, Mapping):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def save_training_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                             scheduler: Any, epoch: int, iteration: int, epoch_iteration: int,
+                             best_metric: float | None, config_yaml: str, scaler: Any = None,
+                             extra: Mapping[str, Any] | None = None) -> Path:
+    """Write the full training state (model unwrapped from DDP) atomically."""
+    net = model.module if hasattr(model, "module") else model
+    state = {
+        "format": FORMAT,
+        "model": net.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": _plain(scheduler.state_dict()) if scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "epoch": int(epoch),  # epoch in progress (== next epoch to run when epoch_iteration == 0)
+        "iteration": int(iteration),  # optimizer steps done in total
+        "epoch_iteration": int(epoch_iteration),  # steps done inside `epoch`
+        "best_metric": None if best_metric is None else float(best_metric),
+        "config": config_yaml,
+        "rng": rng_state(),
+        "extra": _plain(dict(extra or {})),
+    }
+    return atomic_save(state, path)
+
+
+def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by `save_training_checkpoint` (weights_only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: training checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"{path}: cannot read training checkpoint: {first}") from None
+    if not isinstance(state, Mapping) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a posekit training checkpoint (expected format {FORMAT!r}); "
+                              "plain weights go to --weights / MODEL.PRETRAINED instead")
+    return dict(state)
+
+
+def restore_scheduler(scheduler: Any, state: Mapping[str, Any] | None) -> None:
+    """Load a scheduler state saved by `_plain` (milestones back to a Counter)."""
+    if scheduler is None or state is None:
+        return
+    state = dict(state)
+    if isinstance(state.get("milestones"), Mapping):
+        state["milestones"] = collections.Counter(state["milestones"])
+    scheduler.load_state_dict(state)

@@ -1,0 +1,279 @@
+"""Dataset inference (flip test, decode, back to image pixels) and scoring (COCO AP or MPII PCKh).
+
+`predict(model, dataset, codec)` runs a network over a TopDownDataset (crops of GT or detected boxes) and returns
+image-pixel keypoints; `score(...)` turns them into a COCO results list (official rescoring + OKS-NMS) and metrics;
+`evaluate(cfg, weights, boxes)` is the whole `posekit test`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from posekit import geometry
+from posekit.config import Config, build_model_from_config, dataset_format, model_spec
+from posekit.errors import ConfigError, DataError
+
+# ImageNet statistics used by posekit.data (RGB order); needed to re-express a crop for BGR-trained networks.
+_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+def rgb_to_official_bgr(x: torch.Tensor) -> torch.Tensor:
+    """An RGB ImageNet-normalised batch -> what the official code feeds a COLOR_RGB=False network.
+
+    The official loader normalises BGR pixels with the RGB-ordered mean/std, so channel c holds
+    (pixel[2-c] - mean[c]) / std[c].
+    """
+    mean, std = _MEAN.to(x.device, x.dtype), _STD.to(x.device, x.dtype)
+    pixels = x * std + mean  # RGB in [0, 1]
+    return (pixels.flip(1) - mean) / std
+
+
+def main_output(outputs: Any) -> torch.Tensor:
+    """The tensor a codec decodes: the tensor itself, the last stage of a list/tuple, or dict['heatmaps']."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs
+    if isinstance(outputs, (list, tuple)) and outputs:
+        return main_output(outputs[-1])
+    if isinstance(outputs, dict):
+        for key in ("heatmaps", "output", "out"):
+            if key in outputs:
+                return main_output(outputs[key])
+        return main_output(next(iter(outputs.values())))
+    raise DataError(f"cannot take the network output from a {type(outputs).__name__}")
+
+
+@dataclass
+class Predictions:
+    """Predictions of a top-down dataset, one row per box, in dataset order."""
+
+    keypoints: np.ndarray  # [N, K, 3] float32: x, y (image px), score
+    image_ids: np.ndarray  # [N] int64
+    box_scores: np.ndarray  # [N] float64
+    centers: np.ndarray  # [N, 2] float64 px
+    sizes: np.ndarray  # [N, 2] float64 px
+    ann_ids: np.ndarray  # [N] int64
+
+    def __len__(self) -> int:
+        return int(self.keypoints.shape[0])
+
+
+def collate(batch: Sequence[tuple]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """Stack crops/targets/weights; meta becomes a dict of stacked numpy arrays (or lists)."""
+    crops = torch.stack([b[0] for b in batch])
+    targets = torch.stack([b[1] for b in batch])
+    weights = torch.stack([b[2] for b in batch])
+    meta: dict[str, Any] = {}
+    for key in batch[0][3]:
+        values = [b[3][key] for b in batch]
+        if isinstance(values[0], (np.ndarray, int, float, bool, np.generic)):
+            try:
+                meta[key] = np.stack([np.asarray(v) for v in values])
+                continue
+            except ValueError:
+                pass
+        meta[key] = values
+    return crops, targets, weights, meta
+
+
+@torch.no_grad()
+def infer_batch(model: nn.Module, crops: torch.Tensor, codec: Any, flip_index: np.ndarray | None,
+                color_rgb: bool = True) -> torch.Tensor:
+    """Network output for a batch of crops, averaged with the flipped crop's output when flip_index is given."""
+    x = crops if color_rgb else rgb_to_official_bgr(crops)
+    out = main_output(model(x)).float()
+    if flip_index is not None:
+        flipped = main_output(model(torch.flip(x, dims=(3,)))).float()
+        out = (out + codec.flip_back(flipped, flip_index)) * 0.5
+    return out
+
+
+def predict(model: nn.Module, dataset: Any, codec: Any, flip_test: bool = True,
+            flip_index: Sequence[int] | np.ndarray | None = None, batch_size: int = 32, workers: int = 0,
+            device: str | torch.device | None = None, color_rgb: bool = True,
+            progress: Callable[..., Any] | None = None) -> Predictions:
+    """Run `model` over a TopDownDataset (train=False) and map decoded keypoints back to image pixels."""
+    if len(dataset) == 0:
+        raise DataError("predict: the dataset has no boxes")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if flip_test and flip_index is None:
+        flip_index = dataset.skeleton.flip_index
+    fidx = np.asarray(flip_index) if flip_test else None
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate,
+                        pin_memory=device.type == "cuda")
+    was_training = model.training
+    model.eval()
+    bar = progress(total=len(dataset), desc="predict", unit="box") if progress else None
+    kpts, ids, box_scores, centers, sizes, ann_ids = [], [], [], [], [], []
+    try:
+        for crops, _, _, meta in loader:
+            out = infer_batch(model, crops.to(device, non_blocking=True), codec, fidx, color_rgb)
+            coords, scores = codec.decode(out)
+            image_xy = geometry.transform_preds(coords, meta["center"], meta["size"], codec.input_size,
+                                                kind=codec.affine)
+            kpts.append(np.concatenate([image_xy, np.asarray(scores, np.float64)[..., None]], axis=2))
+            ids.append(meta["image_id"])
+            box_scores.append(meta["score"])
+            centers.append(meta["center"])
+            sizes.append(meta["size"])
+            ann_ids.append(meta["ann_id"])
+            if bar is not None:
+                bar.update(len(crops))
+    finally:
+        if bar is not None:
+            bar.close()
+        model.train(was_training)
+    return Predictions(keypoints=np.concatenate(kpts).astype(np.float32), image_ids=np.concatenate(ids),
+                       box_scores=np.concatenate(box_scores).astype(np.float64),
+                       centers=np.concatenate(centers), sizes=np.concatenate(sizes), ann_ids=np.concatenate(ann_ids))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Config-driven data and scoring
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    """Annotation files and image folders a config points at."""
+
+    train_ann: Path
+    train_images: Path
+    test_ann: Path
+    test_images: Path
+    test_gt: Path  # COCO: the GT json scored against; MPII: gt_<set>.mat
+
+
+def data_paths(cfg: Config) -> DataPaths:
+    """DATASET.TRAIN_ANN/TEST_ANN/*_IMAGES, or the official layout under DATASET.ROOT."""
+    d = cfg.DATASET
+    root = Path(d.ROOT)
+    if dataset_format(cfg) == "coco":
+        def ann(s: str) -> Path:
+            return root / "annotations" / f"person_keypoints_{s}.json"
+
+        train_ann = Path(d.TRAIN_ANN) if d.TRAIN_ANN else ann(d.TRAIN_SET)
+        test_ann = Path(d.TEST_ANN) if d.TEST_ANN else ann(d.TEST_SET)
+        train_img = Path(d.TRAIN_IMAGES) if d.TRAIN_IMAGES else root / "images" / d.TRAIN_SET
+        test_img = Path(d.TEST_IMAGES) if d.TEST_IMAGES else root / "images" / d.TEST_SET
+        return DataPaths(train_ann, train_img, test_ann, test_img, test_ann)
+    train_ann = Path(d.TRAIN_ANN) if d.TRAIN_ANN else root / "annot" / f"{d.TRAIN_SET}.json"
+    test_ann = Path(d.TEST_ANN) if d.TEST_ANN else root / "annot" / f"{d.TEST_SET}.json"
+    train_img = Path(d.TRAIN_IMAGES) if d.TRAIN_IMAGES else root / "images"
+    test_img = Path(d.TEST_IMAGES) if d.TEST_IMAGES else root / "images"
+    return DataPaths(train_ann, train_img, test_ann, test_img, test_ann.with_name(f"gt_{d.TEST_SET}.mat"))
+
+
+def _need(path: Path, key: str) -> Path:
+    if not path.exists():
+        raise ConfigError(f"{path} not found (set {key}, or DATASET.ROOT for the official layout)")
+    return path
+
+
+def resolve_boxes(cfg: Config, boxes: str | None = None) -> str:
+    """'gt' or a detections file: the argument, else TEST.BOXES, else TEST.USE_GT_BBOX / TEST.COCO_BBOX_FILE."""
+    if boxes:
+        return boxes
+    if cfg.TEST.BOXES:
+        return cfg.TEST.BOXES
+    if cfg.TEST.USE_GT_BBOX or not cfg.TEST.COCO_BBOX_FILE:
+        return "gt"
+    return cfg.TEST.COCO_BBOX_FILE
+
+
+def load_records(cfg: Config, split: str, skeleton: Any, boxes: str = "gt") -> list:
+    """PoseRecords of the train or test split; test boxes are GT ('gt') or a detections JSON."""
+    from posekit.data import load_coco, load_coco_detections, load_mpii
+
+    spec = model_spec(cfg)
+    aspect = spec.input_size[0] / spec.input_size[1]
+    paths = data_paths(cfg)
+    ann = paths.train_ann if split == "train" else paths.test_ann
+    images = paths.train_images if split == "train" else paths.test_images
+    key = "DATASET.TRAIN_ANN" if split == "train" else "DATASET.TEST_ANN"
+    if dataset_format(cfg) == "mpii":
+        if boxes != "gt":
+            raise ConfigError("MPII is evaluated on its annotated boxes; detection boxes are COCO-format only")
+        records, _ = load_mpii(_need(ann, key), images, skeleton=skeleton)
+        return records
+    if split == "test" and boxes != "gt":
+        det = _need(Path(boxes), "TEST.BOXES / --boxes")
+        return load_coco_detections(det, _need(ann, key), images, score_threshold=cfg.TEST.IMAGE_THRE,
+                                    skeleton=skeleton, aspect_ratio=aspect)
+    records, _ = load_coco(_need(ann, key), images, skeleton=skeleton, aspect_ratio=aspect, train=True)
+    return records
+
+
+def score(cfg: Config, preds: Predictions, skeleton: Any) -> tuple[dict[str, float], list[dict]]:
+    """(metrics, COCO results list): official rescoring + OKS-NMS and pycocotools AP, or MPII PCKh."""
+    if dataset_format(cfg) == "mpii":
+        from posekit.evaluation.pck import mpii_pckh
+
+        gt = _need(data_paths(cfg).test_gt, "DATASET.TEST_ANN (gt_<TEST_SET>.mat next to it)")
+        metrics = mpii_pckh(preds.keypoints[:, :, :2], gt, zero_based=True)
+        results = [{"image_id": int(i), "category_id": 1, "keypoints": [float(v) for v in k.reshape(-1)],
+                    "score": float(s)} for i, k, s in zip(preds.image_ids, preds.keypoints, preds.box_scores)]
+        return metrics, results
+    from posekit.evaluation.coco import coco_keypoints
+    from posekit.evaluation.results import make_results
+
+    t = cfg.TEST
+    results = make_results(preds.keypoints, preds.box_scores, preds.image_ids, centers=preds.centers,
+                           sizes=preds.sizes, in_vis_thre=t.IN_VIS_THRE, oks_thre=t.OKS_THRE, image_thre=0.0,
+                           nms="soft" if t.SOFT_NMS else "oks", sigmas=skeleton.sigmas)
+    metrics = coco_keypoints(data_paths(cfg).test_gt, results, sigmas=skeleton)
+    return metrics, results
+
+
+def primary_metric(cfg: Config) -> str:
+    """The metric best-model tracking uses: COCO 'AP' or MPII PCKh 'Mean'."""
+    return "Mean" if dataset_format(cfg) == "mpii" else "AP"
+
+
+def configure_codec(cfg: Config, codec: Any) -> Any:
+    """Apply TEST.POST_PROCESS / TEST.SHIFT_HEATMAP to a codec (SHIFT only disables the codec's own shift)."""
+    if hasattr(codec, "post_process"):
+        codec.post_process = bool(cfg.TEST.POST_PROCESS)
+    if getattr(codec, "shift_heatmap", False) and not cfg.TEST.SHIFT_HEATMAP:
+        codec.shift_heatmap = False
+    return codec
+
+
+def make_test_dataset(cfg: Config, codec: Any, skeleton: Any, boxes: str = "gt") -> Any:
+    """The TopDownDataset of the test split (no augmentation)."""
+    from posekit.data import TopDownDataset
+
+    records = load_records(cfg, "test", skeleton, boxes)
+    if not records:
+        raise DataError(f"no test boxes found ({boxes}) for {data_paths(cfg).test_ann}")
+    return TopDownDataset(records, codec, skeleton, augment=None, train=False)
+
+
+def evaluate(cfg: Config, weights: str | os.PathLike | None, boxes: str | None = None, flip: bool | None = None,
+             device: str | None = None, progress: Callable[..., Any] | None = None
+             ) -> tuple[dict[str, float], list[dict]]:
+    """Build the config's network, load `weights` (TEST.MODEL_FILE if None), predict the test split and score it."""
+    from posekit.models.checkpoint import load_checkpoint
+
+    model, codec, skeleton = build_model_from_config(cfg)
+    configure_codec(cfg, codec)
+    weights = weights or cfg.TEST.MODEL_FILE
+    if not weights:
+        raise ConfigError("no weights: pass --weights or set TEST.MODEL_FILE")
+    load_checkpoint(model, weights, strict=True)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(dev).eval()
+    ds = make_test_dataset(cfg, codec, skeleton, resolve_boxes(cfg, boxes))
+    flip_test = cfg.TEST.FLIP_TEST if flip is None else flip
+    preds = predict(model, ds, codec, flip_test=flip_test, flip_index=skeleton.flip_index,
+                    batch_size=cfg.TEST.BATCH_SIZE_PER_GPU, workers=cfg.WORKERS, device=dev,
+                    color_rgb=cfg.DATASET.COLOR_RGB, progress=progress)
+    return score(cfg, preds, skeleton)

@@ -1,0 +1,125 @@
+"""`posekit train` / `posekit test` end to end on synthetic data, and torchrun DDP (gloo) against one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from posekit.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread for the in-process runs: tiny networks, a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+MICRO_HRNET = {  # official MODEL.EXTRA vocabulary, 8..64 channels: fast on CPU
+    "FINAL_CONV_KERNEL": 1,
+    "STAGE1": {"NUM_MODULES": 1, "NUM_BRANCHES": 1, "BLOCK": "BOTTLENECK", "NUM_BLOCKS": [1], "NUM_CHANNELS": [8]},
+    "STAGE2": {"NUM_MODULES": 1, "NUM_BRANCHES": 2, "BLOCK": "BASIC", "NUM_BLOCKS": [1, 1], "NUM_CHANNELS": [8, 16]},
+    "STAGE3": {"NUM_MODULES": 1, "NUM_BRANCHES": 3, "BLOCK": "BASIC", "NUM_BLOCKS": [1, 1, 1],
+               "NUM_CHANNELS": [8, 16, 32]},
+    "STAGE4": {"NUM_MODULES": 1, "NUM_BRANCHES": 4, "BLOCK": "BASIC", "NUM_BLOCKS": [1, 1, 1, 1],
+               "NUM_CHANNELS": [8, 16, 32, 64]},
+}
+
+
+@pytest.fixture(scope="module")
+def synth_config(tmp_path_factory) -> Path:
+    """A micro-HRNet config on 8 + 4 synthetic images (posekit.data.synth)."""
+    synth = pytest.importorskip("posekit.data.synth")
+    root = tmp_path_factory.mktemp("cli_synth")
+    for split, n, seed in (("train", 8, 0), ("val", 4, 1)):
+        synth.generate(root / split, n, seed=seed, workers=1, image_size=(128, 128), max_subjects=1)
+    cfg = {
+        "OUTPUT_DIR": str(root / "output"), "WORKERS": 0, "PRINT_FREQ": 1,
+        "MODEL": {"NAME": "pose_hrnet", "IMAGE_SIZE": [64, 64], "HEATMAP_SIZE": [16, 16], "SIGMA": 1.5,
+                  "EXTRA": MICRO_HRNET},
+        "DATASET": {"FORMAT": "coco", "SKELETON": "coco", "TEST_SET": "val",
+                    "TRAIN_ANN": str(root / "train" / "annotations.json"),
+                    "TRAIN_IMAGES": str(root / "train" / "images"),
+                    "TEST_ANN": str(root / "val" / "annotations.json"), "TEST_IMAGES": str(root / "val" / "images")},
+        "TRAIN": {"BATCH_SIZE_PER_GPU": 4, "END_EPOCH": 1, "LR_STEP": [5], "VAL_EVERY": 1},
+        "TEST": {"BATCH_SIZE_PER_GPU": 8, "IN_VIS_THRE": 0.2, "OKS_THRE": 0.9, "IMAGE_THRE": 0.0},
+    }
+    path = root / "micro.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_train_typo_is_a_clear_error(synth_config, capsys):
+    assert main(["train", str(synth_config), "TRAIN.LRR=0.1"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown key TRAIN.LRR" in err and "did you mean TRAIN.LR" in err and "command-line override" in err
+
+
+@pytest.mark.slow
+def test_train_then_test_then_eval(synth_config, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", str(synth_config), "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "epoch 0" in printed and "AP" in printed and "best AP" in printed
+    weights = out / "model_best.pth"
+    assert weights.is_file()
+
+    assert main(["test", str(synth_config), "--weights", str(weights), "--out", str(out), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    results = out / "keypoints_val_results.json"
+    assert results.is_file() and len(json.loads(results.read_text())) > 0
+    # the validation run inside training used the same weights, boxes and flip test
+    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    val = [e["epoch_end"]["metrics"] for e in log if "epoch_end" in e][0]
+    assert metrics == pytest.approx(val)
+
+    cfg = yaml.safe_load(synth_config.read_text())
+    assert main(["eval", "--gt", cfg["DATASET"]["TEST_ANN"], "--results", str(results), "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert scored["AP"] == pytest.approx(metrics["AP"]) and scored["AR"] == pytest.approx(metrics["AR"])
+
+    assert main(["test", str(synth_config), "--weights", str(weights), "--out", str(out), "--no-flip"]) == 0
+    assert "COCO keypoints on val" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
+                    reason="torchrun not installed next to this python")
+def test_torchrun_two_gloo_processes_match_one_process(synth_config, tmp_path):
+    # BN frozen (running statistics) so that a per-process half batch normalises exactly like the full batch; SGD
+    # so that the tiny float differences of the gradient all-reduce stay tiny in the weights.
+    common = ["TRAIN.OPTIMIZER=sgd", "TRAIN.LR=0.01", "TRAIN.FREEZE_BN=true", "TRAIN.VAL_EVERY=0",
+              "TRAIN.MAX_ITERS=2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "posekit", "train", str(synth_config), *common,
+                          "TRAIN.BATCH_SIZE_PER_GPU=4", "--out", str(tmp_path / "one"), "--no-progress"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert one.returncode == 0, one.stderr
+    torchrun = Path(sys.executable).parent / "torchrun"
+    two = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "posekit", "train",
+                          str(synth_config), *common, "TRAIN.BATCH_SIZE_PER_GPU=2", "--out", str(tmp_path / "two"),
+                          "--no-progress"], capture_output=True, text=True, env=env, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+
+    def losses(run: str, world_size: int) -> dict[int, float]:
+        entries = [json.loads(x) for x in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+        assert {e["world_size"] for e in entries if "loss" in e} == {world_size}
+        return {e["iteration"]: e["loss"] for e in entries if "loss" in e}
+
+    a, b = losses("one", 1), losses("two", 2)
+    assert sorted(a) == sorted(b) == [1, 2]
+    assert b[1] == pytest.approx(a[1], rel=1e-5)  # first step: same samples, same weights
+    assert b[2] == pytest.approx(a[2], rel=1e-4)  # after one DDP step: all-reduced gradient == full batch
+    wa = torch.load(tmp_path / "one" / "checkpoint.pth", weights_only=True)["model"]
+    wb = torch.load(tmp_path / "two" / "checkpoint.pth", weights_only=True)["model"]
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], rtol=1e-4, atol=1e-6, msg=k)

@@ -1,0 +1,234 @@
+"""Training loop: exact resume, Ctrl-C / MAX_ITERS checkpoints, NaN stop, validation, sampler, checkpoint files."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from posekit.engine import checkpoint as ckpt
+from posekit.engine import train as train_mod
+from posekit.engine.train import ResumableSampler, TrainingError, _StopFlag, fit
+from posekit.errors import CheckpointError, ConfigError
+
+
+def _weights(path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _assert_same_state(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    diff = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not diff, f"{len(diff)} tensors differ, e.g. {diff[:3]}"
+
+
+@pytest.mark.slow
+def test_resume_from_mid_epoch_checkpoint_is_bit_exact(micro_cfg, tmp_path):
+    # 8 images, batch 4 -> 2 steps per epoch, 2 epochs; LR drops after epoch 0; stop inside epoch 1.
+    full = fit(micro_cfg(), tmp_path / "full")
+    assert full["stop_reason"] == "completed" and full["iteration"] == 4
+
+    part = fit(micro_cfg(TRAIN={"MAX_ITERS": 3}), tmp_path / "split")
+    assert part["stop_reason"] == "max_iters" and part["iteration"] == 3
+    state = ckpt.load_training_checkpoint(tmp_path / "split" / "checkpoint.pth")
+    assert (state["epoch"], state["epoch_iteration"], state["iteration"]) == (1, 1, 3)
+    assert not (tmp_path / "split" / "final_state.pth").exists()
+
+    done = fit(micro_cfg(), tmp_path / "split", resume=True)
+    assert done["stop_reason"] == "completed" and done["iteration"] == 4
+    _assert_same_state(_weights(tmp_path / "full" / "final_state.pth"),
+                       _weights(tmp_path / "split" / "final_state.pth"))
+    a = ckpt.load_training_checkpoint(tmp_path / "full" / "checkpoint.pth")
+    b = ckpt.load_training_checkpoint(tmp_path / "split" / "checkpoint.pth")
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        _assert_same_state(sa, sb)
+    assert a["scheduler"] == b["scheduler"] and a["scheduler"]["last_epoch"] == 2
+    # the logged losses of the resumed steps equal the uninterrupted run's
+    log = [json.loads(x) for x in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
+    log2 = [json.loads(x) for x in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
+    loss = {e["iteration"]: e["loss"] for e in log if "loss" in e}
+    loss2 = {e["iteration"]: e["loss"] for e in log2 if "loss" in e}
+    assert loss == loss2 and len(loss) == 4
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_resumable_checkpoint(micro_cfg, tmp_path):
+    class Bar:  # a progress bar that presses Ctrl-C after the first step
+        def __init__(self, **kw):
+            self.n = kw.get("initial", 0)
+
+        def update(self, k):
+            self.n += k
+            if self.n == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        def set_postfix(self, **kw):
+            pass
+
+        def close(self):
+            pass
+
+    cfg = micro_cfg(TRAIN={"END_EPOCH": 1})
+    res = fit(cfg, tmp_path / "run", progress=Bar)
+    assert res["stop_reason"] == "interrupted" and res["iteration"] == 1
+    state = ckpt.load_training_checkpoint(tmp_path / "run" / "checkpoint.pth")
+    assert (state["epoch"], state["epoch_iteration"]) == (0, 1)
+    res = fit(cfg, tmp_path / "run", resume=True)
+    assert res["stop_reason"] == "completed" and res["iteration"] == 2
+
+
+def test_stop_flag_first_ctrl_c_sets_flag_second_interrupts():
+    with _StopFlag() as flag:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert flag.stop
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(micro_cfg, tmp_path, monkeypatch):
+    real = train_mod.build_criterion
+
+    def poisoned(cfg, codec):
+        crit = real(cfg, codec)
+        calls = {"n": 0}
+
+        def loss(out, target, weight):
+            calls["n"] += 1
+            value = crit(out, target, weight)
+            return value * float("nan") if calls["n"] == 3 else value
+
+        return loss
+
+    monkeypatch.setattr(train_mod, "build_criterion", poisoned)
+    with pytest.raises(TrainingError, match=r"non-finite loss .* epoch 1 step 0 .*checkpoint"):
+        fit(micro_cfg(), tmp_path / "run")
+    state = ckpt.load_training_checkpoint(tmp_path / "run" / "checkpoint.pth")
+    assert (state["epoch"], state["epoch_iteration"], state["iteration"]) == (1, 0, 2)
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.slow
+def test_validation_tracks_best_metric_and_writes_files(micro_cfg, tmp_path):
+    res = fit(micro_cfg(TRAIN={"END_EPOCH": 1, "VAL_EVERY": 1, "MAX_ITERS": 0},
+                        DEBUG={"DEBUG": True, "SAVE_BATCH_IMAGES_GT": True, "SAVE_BATCH_IMAGES_PRED": True,
+                               "SAVE_HEATMAPS_GT": True, "SAVE_HEATMAPS_PRED": True}), tmp_path / "run")
+    metrics = res["history"][0]["metrics"]
+    assert set(metrics) >= {"AP", "AP .5", "AR"} and res["metric"] == "AP"
+    assert res["best_metric"] == metrics["AP"] and res["best_weights"]
+    assert {"checkpoint.pth", "model_best.pth", "final_state.pth", "config.yaml", "log.jsonl"} <= {
+        p.name for p in (tmp_path / "run").iterdir()}
+    if train_mod._tensorboard(tmp_path / "probe") is not None:
+        assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
+    pngs = sorted(p.name for p in (tmp_path / "run" / "debug").glob("*.png"))
+    assert any(n.endswith("_gt.png") for n in pngs) and any(n.endswith("_hm_pred.png") for n in pngs)
+    # resuming a finished run is a no-op that keeps the best metric
+    again = fit(micro_cfg(TRAIN={"END_EPOCH": 1, "VAL_EVERY": 1}), tmp_path / "run", resume=True)
+    assert again["iteration"] == res["iteration"] and again["best_metric"] == res["best_metric"]
+
+
+def test_max_minutes_stops_after_the_current_step(micro_cfg, tmp_path):
+    res = fit(micro_cfg(TRAIN={"MAX_MINUTES": 1e-9}), tmp_path / "run")
+    assert res["stop_reason"] == "max_minutes" and res["iteration"] == 1
+    assert ckpt.load_training_checkpoint(tmp_path / "run" / "checkpoint.pth")["epoch_iteration"] == 1
+
+
+def test_resume_refuses_another_model(micro_cfg, tmp_path):
+    fit(micro_cfg(TRAIN={"END_EPOCH": 1, "MAX_ITERS": 1}), tmp_path / "run")
+    other = micro_cfg(MODEL={"HEATMAP_SIZE": [32, 32], "IMAGE_SIZE": [128, 128]})
+    with pytest.raises(CheckpointError, match="different MODEL .*MODEL.IMAGE_SIZE"):
+        fit(other, tmp_path / "run", resume=True)
+    with pytest.raises(CheckpointError, match="not found"):
+        fit(micro_cfg(), tmp_path / "empty", resume=True)
+
+
+def test_sampler_skip_and_rank_shards_cover_the_single_process_order():
+    data = list(range(10))
+    one = ResumableSampler(data, num_replicas=1, rank=0, shuffle=True, seed=3)
+    one.set_epoch(2)
+    order = list(one)
+    assert sorted(order) == data and order != data
+    one.start = 4
+    assert list(one) == order[4:] and len(one) == 6
+    ranks = [ResumableSampler(data, num_replicas=2, rank=r, shuffle=True, seed=3) for r in (0, 1)]
+    for s in ranks:
+        s.set_epoch(2)
+    r0, r1 = list(ranks[0]), list(ranks[1])
+    # step k of the 2-process run (batch b each) sees the samples of step k of a 1-process run with batch 2b
+    b = 2
+    for k in range(2):
+        assert sorted(r0[k * b:(k + 1) * b] + r1[k * b:(k + 1) * b]) == sorted(order[2 * b * k:2 * b * (k + 1)])
+
+
+def test_checkpoint_is_atomic_and_weights_only(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [1, 2], 0.1)
+    model(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    sched.step()
+    path = tmp_path / "c.pth"
+    ckpt.save_training_checkpoint(path, model=model, optimizer=opt, scheduler=sched, epoch=1, iteration=5,
+                                  epoch_iteration=0, best_metric=0.5, config_yaml="MODEL: {}\n")
+    state = ckpt.load_training_checkpoint(path)  # weights_only=True inside
+    assert state["iteration"] == 5 and state["best_metric"] == 0.5 and state["config"] == "MODEL: {}\n"
+    sched2 = torch.optim.lr_scheduler.MultiStepLR(torch.optim.Adam(model.parameters(), lr=0.1), [7], 0.5)
+    ckpt.restore_scheduler(sched2, state["scheduler"])
+    assert sched2.milestones == sched.milestones and sched2.last_epoch == 1
+    before = path.read_bytes()
+    with pytest.raises(Exception):  # noqa: B017 - any pickling error
+        ckpt.save_training_checkpoint(path, model=model, optimizer=opt, scheduler=sched, epoch=2, iteration=6,
+                                      epoch_iteration=0, best_metric=None, config_yaml="",
+                                      extra={"bad": lambda: 0})
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["c.pth"]
+    torch.save({"model": model.state_dict()}, tmp_path / "plain.pth")
+    with pytest.raises(CheckpointError, match="not a posekit training checkpoint"):
+        ckpt.load_training_checkpoint(tmp_path / "plain.pth")
+
+
+def test_rng_state_round_trip():
+    random.seed(1)
+    np.random.seed(2)
+    torch.manual_seed(3)
+    state = ckpt.rng_state()
+    a = (random.random(), np.random.rand(), torch.rand(1).item())
+    ckpt.set_rng_state(state)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == a
+
+
+def test_pretrained_backbone_loads_only_the_named_layers(micro_cfg, tmp_path):
+    from posekit.config import build_model_from_config
+
+    torch.manual_seed(5)
+    donor, _, _ = build_model_from_config(micro_cfg())
+    state = {k: v for k, v in donor.state_dict().items() if not k.startswith("final_layer")}
+    state["classifier.weight"] = torch.zeros(10, 4)  # an ImageNet head that must be ignored
+    torch.save(state, tmp_path / "imagenet.pth")
+    layers = ["conv1", "bn1", "conv2", "bn2", "layer1", "transition1", "stage2", "transition2", "stage3",
+              "transition3", "stage4"]
+    cfg = micro_cfg(MODEL={"PRETRAINED": str(tmp_path / "imagenet.pth")})
+    cfg.MODEL.EXTRA["PRETRAINED_LAYERS"] = layers
+    torch.manual_seed(6)
+    model, _, _ = build_model_from_config(cfg)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    train_mod.load_pretrained(cfg, model)
+    after = model.state_dict()
+    for k, v in after.items():
+        if k.split(".")[0] in layers:
+            assert torch.equal(v, donor.state_dict()[k]), k
+        else:
+            assert torch.equal(v, before[k]), k
+
+
+def test_missing_pretrained_file_names_the_key(reference_dir, tmp_path):
+    from posekit.config import load_config
+
+    cfg = load_config(reference_dir / "configs/hrnet_repo/coco/resnet/res50_256x192_d256x3_adam_lr1e-3.yaml",
+                      warn=False)
+    with pytest.raises(ConfigError, match=r"MODEL.PRETRAINED .*resnet50-19c8e357.pth not found.*MODEL.PRETRAINED=''"):
+        fit(cfg, tmp_path / "run")
