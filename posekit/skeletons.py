@@ -13,38 +13,52 @@ from posekit.errors import DataError
 # Default OKS sigma for keypoints of a custom skeleton that gives none (a mid-range COCO value).
 DEFAULT_SIGMA = 0.072
 
-_LEFT = re.compile(r"(^|[_\s\-])(left|l)([_\s\-]|$)", re.IGNORECASE)
-_RIGHT = re.compile(r"(^|[_\s\-])(right|r)([_\s\-]|$)", re.IGNORECASE)
+# Side markers, each as (pattern, mapping); a mirrored name counts only if it exists in the same skeleton.
+_SIDE_RULES = (
+    (re.compile(r"(^|[_\s\-])(left|right|l|r)(?=[_\s\-]|$)", re.IGNORECASE), {"left": "right", "right": "left",
+                                                                          "l": "r", "r": "l"}),
+    (re.compile(r"^(left|right)(?=[A-Z0-9])"), {"left": "right", "right": "left"}),
+    (re.compile(r"^(Left|Right)(?=[A-Z0-9])"), {"left": "right", "right": "left"}),
+    (re.compile(r"(?<=[a-z])(L|R)(?=\d|$|[A-Z_])"), {"l": "r", "r": "l"}),  # eyeL, forelegR1 (fly, locust, zebra)
+    (re.compile(r"^(near|off)", re.IGNORECASE), {"near": "off", "off": "near"}),  # horse: Nearknee / Offknee
+)
 _UPPER_WORDS = (
     "head", "eye", "nose", "ear", "neck", "shoulder", "elbow", "wrist", "hand", "mouth", "chin",
     "front", "throat", "withers", "forehead", "face", "lip", "jaw", "horn", "antler",
 )
 
 
-def _mirror_name(name: str) -> str | None:
-    """Return the name of the mirrored keypoint (left <-> right), or None if the name has no side."""
-    for pattern, repl in ((_LEFT, {"left": "right", "l": "r"}), (_RIGHT, {"right": "left", "r": "l"})):
-        m = pattern.search(name)
-        if m:
-            word = m.group(2)
-            new = repl[word.lower()]
-            if word.isupper():
-                new = new.upper()
-            elif word[0].isupper():
-                new = new.capitalize()
-            return name[: m.start(2)] + new + name[m.end(2) :]
-    return None
+def _match_case(word: str, new: str) -> str:
+    if word.isupper():
+        return new.upper()
+    if word[0].isupper():
+        return new.capitalize()
+    return new
+
+
+def _mirror_candidates(name: str) -> list[str]:
+    """Names the mirrored keypoint could have (left <-> right, L <-> R, near <-> off)."""
+    out = []
+    for pattern, mapping in _SIDE_RULES:
+        for m in pattern.finditer(name):
+            group = m.lastindex or 0
+            word = m.group(group)
+            new = _match_case(word, mapping[word.lower()])
+            out.append(name[: m.start(group)] + new + name[m.end(group):])
+    return out
 
 
 def flip_pairs_from_names(names: Sequence[str]) -> list[tuple[int, int]]:
     """Pairs (i, j), i < j, of keypoints whose names differ only by a left/right token."""
     index = {n: i for i, n in enumerate(names)}
-    pairs = []
+    pairs = set()
     for i, n in enumerate(names):
-        m = _mirror_name(n)
-        if m is not None and m in index and index[m] > i:
-            pairs.append((i, index[m]))
-    return pairs
+        for m in _mirror_candidates(n):
+            j = index.get(m)
+            if j is not None and j != i:
+                pairs.add((min(i, j), max(i, j)))
+                break
+    return sorted(pairs)
 
 
 @dataclass(frozen=True)

@@ -36,3 +36,17 @@ def test_coco_category_resolves_to_builtin():
 def test_bad_link_names_the_source():
     with pytest.raises(DataError, match="ann.json"):
         skeletons.from_coco_category({"keypoints": ["a", "b"], "skeleton": [[1, 3]]}, source="ann.json")
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        (["Nose", "Nearknee", "Offknee", "Hip"], [(1, 2)]),  # Horse-10 near/off side
+        (["head", "eyeL", "forelegR1", "eyeR", "forelegL1"], [(1, 3), (2, 4)]),  # fly / locust / zebra L/R suffix
+        (["LeftHand", "RightHand", "Head"], [(0, 1)]),  # camel-case prefix
+        (["left_eye", "right_eye", "neck"], [(0, 1)]),
+        (["lower", "roof", "Lid"], []),  # words that merely start/end with l/r are not sides
+    ],
+)
+def test_flip_pairs_from_side_markers(names, expected):
+    assert skeletons.flip_pairs_from_names(names) == expected

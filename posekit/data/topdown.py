@@ -55,7 +55,7 @@ class Sample:
     """Everything one item is made of, as numpy (before tensors): used by the dataset, tests and pictures."""
 
     crop: np.ndarray  # H x W x 3 or 4 uint8 BGR(A) (the reader adds alpha for a faster warp)
-    joints_crop: np.ndarray  # [K, 2] float32, crop input px (after flip permutation; 0 where not labelled)
+    joints_crop: np.ndarray  # [K, 2] float64, crop input px (after flip permutation; 0 where not labelled)
     visible: np.ndarray  # [K] float32 0/1 (after flip permutation)
     encoded: dict[str, np.ndarray]
     matrix: np.ndarray  # [2, 3] float64: original image px -> crop px (flip included)
@@ -163,7 +163,7 @@ class TopDownDataset(Dataset):
             if aug.brightness != 1.0 or aug.contrast != 1.0:
                 crop = jitter_colors(crop[..., :3], aug.brightness, aug.contrast)
             visible = (rec.keypoints[:, 2] > 0).astype(np.float32)
-            joints = geometry.apply_affine(rec.keypoints[:, :2], matrix).astype(np.float32)
+            joints = geometry.apply_affine(rec.keypoints[:, :2], matrix)  # float64, as official
             if aug.flip:
                 joints = joints[self._flip_index]
                 visible = visible[self._flip_index]
@@ -198,7 +198,7 @@ class TopDownDataset(Dataset):
                 "area": float(rec.area),
                 "joints": rec.keypoints[:, :2].astype(np.float32),
                 "joints_vis": (rec.keypoints[:, 2] > 0).astype(np.float32),
-                "joints_crop": s.joints_crop,
+                "joints_crop": s.joints_crop.astype(np.float32),
                 "visible_crop": s.visible,
                 "trans": s.matrix.astype(np.float64),
                 "image_width": int(s.image_size[0]),
