@@ -11,7 +11,7 @@ from posekit.cli import main
 
 def test_bench_inference_json_tiny(capsys):
     argv = ["bench", "inference", "--json", "--models", "hrnet_w16_tiny_128x96", "--input-size", "96", "128",
-            "--batch-sizes", "1", "2", "--iters", "1", "--warmup", "0"]
+            "--batch-sizes", "1", "2", "--iters", "1", "--warmup", "0", "--threads", "1"]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
     rows = result["rows"]

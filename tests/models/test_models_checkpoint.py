@@ -1,0 +1,154 @@
+"""Checkpoint loading: official .pt, training-checkpoint dicts, DataParallel, MMPose names, ImageNet backbones."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+
+import posekit.models
+from posekit.errors import CheckpointError
+from posekit.models.checkpoint import load_checkpoint, load_imagenet_backbone
+from posekit.models.hrnet import HRNetConfig, PoseHighResolutionNet
+from posekit.models.resnet import PoseResNet, PoseResNetConfig
+
+
+def _tiny_hrnet() -> torch.nn.Module:
+    return posekit.models.build("hrnet_w16_tiny_128x96")
+
+
+def _random_state(model: torch.nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return {k: (torch.rand(v.shape, generator=gen) if v.is_floating_point() else torch.full_like(v, 7))
+            for k, v in model.state_dict().items()}
+
+
+def _assert_loaded(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), k
+
+
+def test_official_state_dict_file_loads_strictly(reference_dir):
+    meta = json.loads((reference_dir / "models/pose_hrnet_tiny.json").read_text())
+    model = PoseHighResolutionNet(HRNetConfig.from_official(meta["MODEL"]["EXTRA"], meta["MODEL"]["NUM_JOINTS"]))
+    report = load_checkpoint(model, reference_dir / "models/pose_hrnet_tiny.pt")
+    assert report.ok and len(report.loaded) == meta["num_keys"]
+    _assert_loaded(model, torch.load(reference_dir / "models/pose_hrnet_tiny.pt", weights_only=True))
+
+
+@pytest.mark.parametrize("layout", ["plain", "hrnet_training_checkpoint", "posekit_model", "mmpose0", "mmpose1"])
+def test_checkpoint_layouts_load_into_official_names(tmp_path, layout):
+    model = _tiny_hrnet()
+    state = _random_state(model)
+    if layout == "plain":
+        obj = state
+    elif layout == "hrnet_training_checkpoint":  # official lib/utils/utils.py save_checkpoint content
+        obj = {"epoch": 3, "model": "pose_hrnet", "perf": 0.71, "best_state_dict": {},
+               "state_dict": {f"module.{k}": v for k, v in state.items()},
+               "optimizer": {"state": {}, "param_groups": [{"lr": 1e-3, "params": [0, 1]}]}}
+    elif layout == "posekit_model":
+        obj = {"model": state, "epoch": 1}
+    else:
+        head = "keypoint_head." if layout == "mmpose0" else "head."
+        obj = {"meta": {"mmpose_version": "x", "epoch": 210},
+               "state_dict": {(head if k.startswith("final_layer") else "backbone.") + k: v for k, v in state.items()}}
+    path = tmp_path / f"{layout}.pth"
+    torch.save(obj, path)
+    report = load_checkpoint(model, path)
+    assert report.ok
+    _assert_loaded(model, state)
+    if layout.startswith("mmpose"):
+        assert any("MMPose" in n for n in report.notes)
+
+
+def test_mmpose_simplebaseline_names(tmp_path):
+    model = PoseResNet(PoseResNetConfig(depth=18, num_deconv_filters=(8, 8, 8), num_joints=3))
+    state = _random_state(model, seed=1)
+    mm = {(f"keypoint_head.{k}" if k.startswith(("deconv_layers", "final_layer")) else f"backbone.{k}"): v
+          for k, v in state.items()}
+    torch.save({"state_dict": mm}, tmp_path / "mm.pth")
+    assert load_checkpoint(model, tmp_path / "mm.pth").ok
+    _assert_loaded(model, state)
+
+
+def test_mismatches_raise_checkpoint_error_naming_file_and_keys(tmp_path):
+    model = _tiny_hrnet()
+    state = _random_state(model)
+    missing = dict(state)
+    del missing["stage3.0.branches.1.0.conv2.weight"]
+    missing["extra.weight"] = torch.zeros(1)
+    torch.save(missing, tmp_path / "bad_keys.pth")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(model, tmp_path / "bad_keys.pth")
+    msg = str(err.value)
+    assert "bad_keys.pth" in msg and "stage3.0.branches.1.0.conv2.weight" in msg and "extra.weight" in msg
+    assert "missing in checkpoint (1)" in msg and "unexpected in checkpoint (1)" in msg
+    report = load_checkpoint(model, tmp_path / "bad_keys.pth", strict=False)  # non-strict loads the rest
+    assert report.missing == ["stage3.0.branches.1.0.conv2.weight"] and report.unexpected == ["extra.weight"]
+    other = posekit.models.build("hrnet_w16_tiny_128x96", num_joints=16)
+    torch.save(state, tmp_path / "joints17.pth")
+    with pytest.raises(CheckpointError, match=r"final_layer.weight: \(17, 16, 1, 1\) vs \(16, 16, 1, 1\)"):
+        load_checkpoint(other, tmp_path / "joints17.pth", strict=False)
+
+
+def test_old_checkpoints_without_num_batches_tracked_load(tmp_path):
+    model = _tiny_hrnet()
+    state = {k: v for k, v in _random_state(model).items() if not k.endswith("num_batches_tracked")}
+    torch.save(state, tmp_path / "old.pth")
+    assert load_checkpoint(model, tmp_path / "old.pth").ok
+    assert model.bn1.num_batches_tracked.item() == 0
+
+
+def test_unsafe_or_unreadable_files_are_refused(tmp_path):
+    torch.save({"state_dict": {}, "args": argparse.Namespace(lr=1)}, tmp_path / "pickled.pth")
+    with pytest.raises(CheckpointError, match="pickled.pth.*weights-only"):
+        load_checkpoint(_tiny_hrnet(), tmp_path / "pickled.pth")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(_tiny_hrnet(), tmp_path / "absent.pth")
+    (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="garbage.pth"):
+        load_checkpoint(_tiny_hrnet(), tmp_path / "garbage.pth")
+    torch.save([torch.zeros(1)], tmp_path / "list.pth")
+    with pytest.raises(CheckpointError, match="list.pth: expected a state_dict"):
+        load_checkpoint(_tiny_hrnet(), tmp_path / "list.pth")
+
+
+def test_torchvision_imagenet_resnet_loads_into_the_backbone_only(tmp_path):
+    model = PoseResNet(PoseResNetConfig(depth=18, num_deconv_filters=(8, 8, 8), num_joints=3))
+    head_before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(("deconv", "final"))}
+    backbone = {k: v for k, v in _random_state(model, seed=2).items() if not k.startswith(("deconv", "final"))}
+    imagenet = {**backbone, "fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000)}
+    torch.save(imagenet, tmp_path / "resnet18-imagenet.pth")
+    report = load_imagenet_backbone(model, tmp_path / "resnet18-imagenet.pth")
+    sd = model.state_dict()
+    assert all(torch.equal(sd[k], v) for k, v in backbone.items())
+    assert all(torch.equal(sd[k], v) for k, v in head_before.items())
+    assert not report.unexpected and set(report.missing) == {k for k in head_before if "num_batches" not in k}
+    imagenet["layer5.0.conv1.weight"] = torch.zeros(1)  # under no root: ignored
+    imagenet["layer4.2.conv1.weight"] = torch.zeros(1)  # under a root but not in the model: reported, skipped
+    torch.save(imagenet, tmp_path / "extra.pth")
+    assert load_imagenet_backbone(model, tmp_path / "extra.pth").unexpected == ["layer4.2.conv1.weight"]
+    del imagenet["layer4.1.bn2.running_var"]
+    torch.save(imagenet, tmp_path / "partial.pth")
+    with pytest.raises(CheckpointError, match="layer4.1.bn2.running_var"):
+        load_imagenet_backbone(model, tmp_path / "partial.pth")
+
+
+def test_classification_hrnet_imagenet_weights_load_into_pose_hrnet(tmp_path):
+    """The ImageNet HRNet has multi-scale stage-4 fuse layers, incre/downsamp/final layers and a classifier."""
+    from dataclasses import replace
+
+    from posekit.models.checkpoint import HRNET_BACKBONE_ROOTS
+    from posekit.models.hrnet import TINY_W16
+
+    cls_net = PoseHighResolutionNet(replace(TINY_W16, head="cls"))
+    state = {**_random_state(cls_net, seed=3), "classifier.weight": torch.zeros(1000, 2048)}
+    torch.save(state, tmp_path / "hrnet_imagenet.pth")
+    pose = PoseHighResolutionNet(TINY_W16)
+    report = load_imagenet_backbone(pose, tmp_path / "hrnet_imagenet.pth", HRNET_BACKBONE_ROOTS)
+    sd = pose.state_dict()
+    assert all(torch.equal(sd[k], state[k]) for k in report.loaded)
+    assert set(report.missing) == {"final_layer.weight", "final_layer.bias"}
+    assert report.unexpected and all(k.startswith("stage4.0.fuse_layers.") for k in report.unexpected)
