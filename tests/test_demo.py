@@ -1,0 +1,142 @@
+"""The demo end to end on a tiny generated set (a few seconds of training), checked against independent paths:
+the engine's `evaluate` on the saved config + weights, pycocotools on the saved results, closed-form schedules."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from posekit.demo import DataSettings, ensure_data, kaiming_init, lr_factor, run_demo
+from posekit.evaluation.coco import STAT_NAMES
+
+TINY = DataSettings(num_train=24, num_val=6)
+MINUTES = 0.3
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, list]:
+    root = tmp_path_factory.mktemp("demo")
+    events: list = []
+    result = run_demo(root / "out", data_dir=root / "data", minutes=MINUTES, seed=3, data=TINY, eval_every=4.0,
+                      eval_images=3, num_pictures=3, on_event=lambda kind, info: events.append((kind, info)))
+    return root, result, events
+
+
+@pytest.mark.slow
+def test_metrics_json(demo: tuple[Path, dict, list]) -> None:
+    root, result, _ = demo
+    metrics = json.loads((root / "out" / "metrics.json").read_text())
+    assert list(metrics)[:10] == list(STAT_NAMES) and list(metrics)[0] == "AP"
+    for name in STAT_NAMES:
+        assert -1.0 <= metrics[name] <= 1.0 and metrics[name] == result[name]
+    # the budget is training wall-clock: reached, overshot by at most a few iterations
+    assert MINUTES <= metrics["train_minutes"] < MINUTES + 0.25
+    assert metrics["iterations"] > 0 and metrics["images_seen"] == metrics["iterations"] * 32
+    assert metrics["flip_test"] is True and metrics["boxes"] == "gt"
+    gt = json.loads((root / "data" / "val" / "annotations.json").read_text())
+    assert metrics["val_images"] == len(gt["images"]) == TINY.num_val
+    assert metrics["val_people"] == len(gt["annotations"])
+
+
+@pytest.mark.slow
+def test_checkpoint_rescored_by_engine(demo: tuple[Path, dict, list]) -> None:
+    """model.pth + config.yaml reload (strict) and `posekit test`'s path gives the same 10 stats."""
+    from posekit.config import load_config
+    from posekit.engine.predict import evaluate
+    from posekit.evaluation import coco_keypoints
+
+    root, result, _ = demo
+    out = root / "out"
+    cfg = load_config(out / "config.yaml")
+    metrics, _ = evaluate(cfg, out / "model.pth", flip=True, device="cpu")
+    for name in STAT_NAMES:
+        assert metrics[name] == pytest.approx(result[name], abs=1e-9)
+    # the saved COCO results, scored by pycocotools directly
+    again = coco_keypoints(root / "data" / "val" / "annotations.json", out / "results.json")
+    assert again["AP"] == pytest.approx(result["AP"], abs=1e-9)
+
+
+@pytest.mark.slow
+def test_curve_and_pictures(demo: tuple[Path, dict, list]) -> None:
+    root, result, events = demo
+    out = root / "out"
+    curve = json.loads((out / "curve.json").read_text())
+    ap_points = [p for p in curve if "ap" in p]
+    loss_points = [p for p in curve if "loss" in p]
+    assert len(ap_points) >= 2 and ap_points[-1].get("full") and ap_points[-1]["ap"] == result["AP"]
+    assert all(math.isfinite(p["loss"]) and p["loss"] > 0 for p in loss_points)
+    minutes = [p["minutes"] for p in loss_points]
+    assert minutes == sorted(minutes) and minutes[-1] == pytest.approx(result["train_minutes"])
+    # periodic evaluations happen every 4 training seconds
+    periodic = [p["minutes"] * 60 for p in ap_points[:-1]]
+    assert all(b - a >= 4.0 - 1e-6 for a, b in zip([0.0, *periodic], periodic))
+    assert [k for k, _ in events][:2] == ["data", "model"] and events[-1][0] == "final"
+    for png in [out / "curve.png", out / "predictions.png", *sorted((out / "predictions").glob("*.png"))]:
+        image = cv2.imread(str(png))
+        assert image is not None and image.shape[0] > 100 and image.shape[1] > 100 and image.std() > 5
+    assert len(list((out / "predictions").glob("*.png"))) == 3
+
+
+@pytest.mark.slow
+def test_data_reused_and_regenerated(demo: tuple[Path, dict, list]) -> None:
+    root, result, _ = demo
+    data = root / "data"
+    assert not result["data"]["train"]["reused"] and not result["data"]["val"]["reused"]
+    stamp = (data / "train" / "annotations.json").stat().st_mtime_ns
+    again = ensure_data(data, seed=3, settings=TINY)
+    assert again["train"]["reused"] and again["val"]["reused"]
+    assert (data / "train" / "annotations.json").stat().st_mtime_ns == stamp
+    train = json.loads((data / "train" / "annotations.json").read_text())
+    val = json.loads((data / "val" / "annotations.json").read_text())
+    assert train["info"]["seed"] == 3 and val["info"]["seed"] == 4
+    assert {k: v for k, v in train["info"].items() if k != "seed"} == {k: v for k, v in val["info"].items()
+                                                                      if k != "seed"}
+    first = [(data / s / "images" / "000000.jpg").read_bytes() for s in ("train", "val")]
+    assert first[0] != first[1]
+    os.remove(data / "val" / "images" / "000001.jpg")  # a missing image: the split is generated again
+    assert not ensure_data(data, seed=3, settings=TINY)["val"]["reused"]
+    assert (data / "val" / "images" / "000001.jpg").is_file()
+
+
+@pytest.mark.slow
+def test_cli_demo_json(demo: tuple[Path, dict, list], capsys: pytest.CaptureFixture) -> None:
+    from posekit.cli import main
+
+    root, _, _ = demo
+    out = root / "cli"
+    code = main(["demo", "--out", str(out), "--data", str(root / "data"), "--minutes", "0.05", "--num-train", "24",
+                 "--num-val", "6", "--seed", "3", "--eval-every", "0", "--no-progress", "--json"])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((out / "metrics.json").read_text()) | {"out_dir": str(out)}
+    assert (out / "model.pth").is_file() and (out / "curve.png").is_file()
+
+
+def test_lr_factor_closed_form() -> None:
+    warmup, final = 0.02, 0.01
+    assert lr_factor(0.0) == pytest.approx(0.1)
+    assert lr_factor(warmup) == pytest.approx(1.0)
+    assert lr_factor(1.0) == pytest.approx(final)
+    assert lr_factor(2.0) == pytest.approx(final)  # past the budget (the last step)
+    assert lr_factor(warmup + (1 - warmup) / 2) == pytest.approx((1 + final) / 2)
+    f = [lr_factor(x) for x in np.linspace(warmup, 1.0, 50)]
+    assert all(a >= b for a, b in zip(f, f[1:]))
+
+
+def test_kaiming_init_statistics() -> None:
+    from posekit import models
+
+    torch.manual_seed(0)
+    net = kaiming_init(models.build("hrnet_w16_tiny_128x96"))
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    big = max(convs[:-1], key=lambda m: m.weight.numel())
+    fan_out = big.weight.shape[0] * big.weight.shape[2] * big.weight.shape[3]
+    assert big.weight.std().item() == pytest.approx(math.sqrt(2.0 / fan_out), rel=0.05)
+    assert convs[-1].weight.std().item() == pytest.approx(0.001, rel=0.2)
