@@ -74,9 +74,10 @@ def test_curve_and_pictures(demo: tuple[Path, dict, list]) -> None:
     assert all(math.isfinite(p["loss"]) and p["loss"] > 0 for p in loss_points)
     minutes = [p["minutes"] for p in loss_points]
     assert minutes == sorted(minutes) and minutes[-1] == pytest.approx(result["train_minutes"])
-    # periodic evaluations happen every 4 training seconds
+    # the k-th periodic evaluation happens at the first step after k x 4 training seconds
     periodic = [p["minutes"] * 60 for p in ap_points[:-1]]
-    assert all(b - a >= 4.0 - 1e-6 for a, b in zip([0.0, *periodic], periodic))
+    assert periodic == sorted(periodic)
+    assert all(t >= 4.0 * (i + 1) - 1e-6 for i, t in enumerate(periodic))
     assert [k for k, _ in events][:2] == ["data", "model"] and events[-1][0] == "final"
     for png in [out / "curve.png", out / "predictions.png", *sorted((out / "predictions").glob("*.png"))]:
         image = cv2.imread(str(png))

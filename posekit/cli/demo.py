@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
                       config=args.config, overrides=args.overrides, data=data, eval_every=args.eval_every,
                       threads=args.threads, on_event=None if args.json else _event)
     if args.json:
-        print(json.dumps({k: v for k, v in result.items() if k not in ("curve", "data", "files")}))
+        print(json.dumps({k: v for k, v in result.items() if k not in ("curve", "data", "files", "total_seconds")}))
         return 0
     print()
     print(f"COCO keypoint AP on the held-out split ({result['val_images']} images, {result['val_people']} people, "
