@@ -51,6 +51,7 @@ class DataSettings:
     style: str = "A"
     max_subjects: int = 3
     image_size: tuple[int, int] = (256, 256)
+    max_yaw: float = 90.0  # bodies face the camera or are side-on: left/right is learnable in a few CPU minutes
 
 
 def _split_matches(ann_file: Path, num_images: int, seed: int, s: DataSettings) -> bool:
@@ -61,7 +62,7 @@ def _split_matches(ann_file: Path, num_images: int, seed: int, s: DataSettings) 
         return False
     info = data.get("info", {})
     wanted = {"kind": s.kind, "style": s.style, "seed": seed, "max_subjects": s.max_subjects,
-              "image_size": list(s.image_size)}
+              "image_size": list(s.image_size), "max_yaw": s.max_yaw}
     if any(info.get(k) != v for k, v in wanted.items()) or len(data.get("images", [])) != num_images:
         return False
     return all((ann_file.parent / "images" / img["file_name"]).is_file() for img in data["images"])
@@ -82,7 +83,7 @@ def ensure_data(data_dir: str | os.PathLike, seed: int = 0, settings: DataSettin
             bar = progress(total=n, desc=f"synth {split}", unit="img") if progress else None
             try:
                 generate(folder, n, kind=settings.kind, style=settings.style, max_subjects=settings.max_subjects,
-                         seed=split_seed, workers=workers, image_size=settings.image_size,
+                         seed=split_seed, workers=workers, image_size=settings.image_size, max_yaw=settings.max_yaw,
                          progress=bar.update if bar is not None else None)
             finally:
                 if bar is not None:

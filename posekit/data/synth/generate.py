@@ -101,7 +101,7 @@ def generate(out_dir: str | os.PathLike, num_images: int, kind: str = "human", s
     """Render `num_images` images to DIR/images/NNNNNN.jpg and write DIR/annotations.json (COCO keypoints).
 
     Image i depends only on (seed, i), so the output is byte-identical for a seed whatever the worker count.
-    `options` are further SynthConfig fields (size_range, max_overlap, truncation, clutter, jpeg_quality).
+    `options` are further SynthConfig fields (size_range, max_overlap, truncation, clutter, jpeg_quality, max_yaw).
     `progress(n)` is called in this process after every n finished images. Returns a summary dict.
     """
     if num_images < 1:
@@ -139,7 +139,7 @@ def generate(out_dir: str | os.PathLike, num_images: int, kind: str = "human", s
             annotations.append({"id": len(annotations) + 1, **ann})
     dataset = {
         "info": {"description": "posekit synthetic figures", "kind": kind, "style": style, "seed": seed,
-                 "max_subjects": max_subjects, "image_size": list(cfg.image_size)},
+                 "max_subjects": max_subjects, "image_size": list(cfg.image_size), "max_yaw": cfg.max_yaw},
         "images": images,
         "annotations": annotations,
         "categories": [coco_category(cfg)],

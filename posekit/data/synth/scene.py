@@ -40,6 +40,7 @@ class SynthConfig:
     truncation: float = 0.1  # probability that a subject may extend past the image border
     clutter: int = 3  # max background objects
     jpeg_quality: int = 90
+    max_yaw: float = 180.0  # degrees: body turns uniformly in [-max_yaw, max_yaw] (0 = facing the camera)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -51,6 +52,8 @@ class SynthConfig:
         w, h = self.image_size
         if w < 32 or h < 32:
             raise ConfigError(f"synth image_size: expected at least 32x32, got {w}x{h}")
+        if not 0.0 <= self.max_yaw <= 180.0:
+            raise ConfigError(f"synth max_yaw: expected 0..180 degrees, got {self.max_yaw}")
         lo, hi = self.size_range
         if not 0.05 <= lo <= hi <= 1.5:
             raise ConfigError(f"synth size_range: expected 0.05 <= lo <= hi <= 1.5, got {self.size_range}")
@@ -106,7 +109,7 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> float:
 def _place(fig: Figure, cam: Camera, rng: np.random.Generator, cfg: SynthConfig) -> tuple[Figure, np.ndarray]:
     """Rotate the figure randomly and put it at the depth and image position that give a random box size."""
     w, h = cfg.image_size
-    yaw = rng.uniform(-np.pi, np.pi)
+    yaw = rng.uniform(-np.pi, np.pi) * (cfg.max_yaw / 180.0)
     elev = rng.uniform(-0.15, 0.5)
     roll = rng.normal(0.0, 0.06)
     r = rot("z", roll) @ rot("x", elev) @ _TO_CAMERA @ rot("y", yaw)
