@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from posekit.demo import DataSettings, ensure_data, kaiming_init, lr_factor, run_demo
+from posekit.config import load_config
+from posekit.demo import DEFAULT_CONFIG, DataSettings, ensure_data, kaiming_init, lr_factor, run_demo
 from posekit.evaluation.coco import STAT_NAMES
 
 TINY = DataSettings(num_train=24, num_val=6)
@@ -38,7 +39,8 @@ def test_metrics_json(demo: tuple[Path, dict, list]) -> None:
         assert -1.0 <= metrics[name] <= 1.0 and metrics[name] == result[name]
     # the budget is training wall-clock: reached, overshot by at most a few iterations
     assert MINUTES <= metrics["train_minutes"] < MINUTES + 0.25
-    assert metrics["iterations"] > 0 and metrics["images_seen"] == metrics["iterations"] * 32
+    batch = load_config(DEFAULT_CONFIG, warn=False).TRAIN.BATCH_SIZE_PER_GPU
+    assert metrics["iterations"] > 0 and metrics["images_seen"] == metrics["iterations"] * batch
     assert metrics["flip_test"] is True and metrics["boxes"] == "gt"
     gt = json.loads((root / "data" / "val" / "annotations.json").read_text())
     assert metrics["val_images"] == len(gt["images"]) == TINY.num_val
