@@ -192,11 +192,13 @@ class HeldOut:
 def train_timed(cfg: Any, model: nn.Module, codec: Any, skeleton: Any, *,
                 evaluate: Callable[[nn.Module], float] | None = None, eval_every: float = 60.0,
                 progress: Callable[..., Any] | None = None, on_event: Callable[[str, dict], None] | None = None,
-                log_every: int = 10) -> dict[str, Any]:
+                log_every: int = 10, channels_last: bool = True) -> dict[str, Any]:
     """Train `model` for TRAIN.MAX_MINUTES of training wall-clock (cosine LR over that time); returns the curve.
 
     `evaluate(model) -> AP` runs every `eval_every` training seconds (its time is not counted). The curve holds
-    one point per `log_every` iterations (mean loss since the previous point) and the AP points.
+    one point per `log_every` iterations (mean loss since the previous point) and the AP points. With
+    `channels_last` the network and batches use the NHWC layout (about 1.3x faster training on CPU with oneDNN);
+    call `model.to(memory_format=torch.contiguous_format)` to undo it.
     """
     from posekit.data import TopDownDataset
     from posekit.engine.predict import collate, load_records, rgb_to_official_bgr
@@ -216,6 +218,8 @@ def train_timed(cfg: Any, model: nn.Module, codec: Any, skeleton: Any, *,
     optimizer = build_optimizer(cfg, model)
     criterion = build_criterion(cfg, codec)
     base_lr = float(t.LR)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=layout)
     model.train()
 
     curve: list[dict[str, Any]] = []
@@ -236,7 +240,7 @@ def train_timed(cfg: Any, model: nn.Module, codec: Any, skeleton: Any, *,
                     group["lr"] = lr
                 if not cfg.DATASET.COLOR_RGB:
                     crops = rgb_to_official_bgr(crops)
-                loss = compute_loss(criterion, model(crops), target, weight)
+                loss = compute_loss(criterion, model(crops.contiguous(memory_format=layout)), target, weight)
                 if not torch.isfinite(loss.detach()):
                     raise DemoError(f"non-finite loss ({float(loss.detach()):.4g}) at iteration {iteration + 1}; "
                                     f"lower TRAIN.LR (now {base_lr})")
@@ -395,7 +399,7 @@ def run_demo(out_dir: str | os.PathLike = "out/demo", data_dir: str | os.PathLik
 
     trained = train_timed(cfg, model, codec, skeleton, evaluate=evaluate if eval_every > 0 else None,
                           eval_every=eval_every, progress=progress, on_event=on_event)
-    ckpt.atomic_save(model.state_dict(), out / "model.pth")
+    ckpt.atomic_save({k: v.contiguous() for k, v in model.state_dict().items()}, out / "model.pth")
 
     start = time.perf_counter()
     metrics, preds, results = held_out.evaluate(model, None, cfg.TEST.FLIP_TEST)

@@ -23,6 +23,7 @@ class ModelEntry:
     codec_cfg: dict[str, Any] = field(default_factory=dict)
     skeleton: str = "coco"
     family: str = ""
+    task: str = "topdown"  # posekit.engine.tasks name: topdown | prtr | bottomup | body3d
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -30,7 +31,8 @@ _REGISTRY: dict[str, ModelEntry] = {}
 
 def register_model(*, input_size: tuple[int, int], heatmap_size: tuple[int, int], codec: str,
                    codec_cfg: dict[str, Any] | None = None, skeleton: str = "coco",
-                   family: str = "") -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+                   family: str = "",
+                   task: str = "topdown") -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator registering a builder function under its own name."""
 
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -39,7 +41,7 @@ def register_model(*, input_size: tuple[int, int], heatmap_size: tuple[int, int]
         _REGISTRY[fn.__name__] = ModelEntry(
             name=fn.__name__, builder=fn, input_size=tuple(input_size), heatmap_size=tuple(heatmap_size),
             codec=codec, codec_cfg=dict(codec_cfg or {}), skeleton=skeleton,
-            family=family or fn.__module__.rsplit(".", 1)[-1],
+            family=family or fn.__module__.rsplit(".", 1)[-1], task=task,
         )
         return fn
 

@@ -1,0 +1,137 @@
+"""What differs between pose systems inside the one training engine: a `Task` per system.
+
+The loop in posekit.engine.train (`fit` over `train_one_epoch`) knows nothing about heatmaps, matchers or tags. It
+asks the config's task for a network + codec + skeleton (`build`), a training dataset, how to collate a batch, a
+criterion, and how to score a model on the held-out split. One task per system:
+
+    topdown   heatmap / offset / integral top-down models (SimpleBaseline, HRNet, LPN, MSPN, G-RMI, hourglass)
+    prtr      PRTR keypoint transformer on top-down crops (coordinate codec, Hungarian set criterion)
+    bottomup  Associative Embedding (whole images, heatmaps + tags, grouping)
+    body3d    3DMPPE PoseNet (3-D heatmaps + soft-argmax, MPJPE)
+
+A config selects its task through its zoo entry (`ModelEntry.task`) or its official MODEL.NAME
+(`OFFICIAL_TASKS`); `task_for(cfg)` returns it. Task modules register themselves with `register_task` when
+`posekit.engine.tasks_registry` imports them.
+
+Batches: `collate(items)` returns a `Batch` of (inputs float tensor [N,3,H,W] in RGB, targets: dict of tensors,
+meta: dict). The criterion is called as `criterion(outputs, batch.targets)` and returns (loss tensor, logs dict of
+floats) - logs are written to log.jsonl / TensorBoard next to the loss (e.g. PRTR's class_error, AE's push/pull).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from posekit.errors import ConfigError
+
+
+@dataclass
+class Built:
+    """What a config turns into: a freshly initialised network (eval mode), its codec and skeleton."""
+
+    model: nn.Module
+    codec: Any
+    skeleton: Any
+    spec: Any = None  # posekit.config.ModelSpec (sizes, codec name/options, skeleton name)
+
+
+@dataclass
+class Batch:
+    """One collated training / test batch."""
+
+    inputs: torch.Tensor
+    targets: dict[str, torch.Tensor] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to(self, device: torch.device) -> Batch:
+        """The batch with inputs and targets on `device`."""
+        return Batch(self.inputs.to(device, non_blocking=True),
+                     {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                      for k, v in self.targets.items()}, self.meta)
+
+
+Criterion = Callable[[Any, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]
+
+
+class Task:
+    """Base class: one subclass per pose system; see the module docstring for the contract."""
+
+    name: str = ""
+
+    def build(self, cfg: Any) -> Built:
+        """config -> network (fresh init, eval mode), codec, skeleton."""
+        raise NotImplementedError
+
+    def train_dataset(self, cfg: Any, built: Built) -> Any:
+        """The training dataset; items go through `collate`; it has set_epoch(epoch) for reproducible augmentation."""
+        raise NotImplementedError
+
+    def collate(self, items: Sequence[Any]) -> Batch:
+        """Items of `train_dataset` -> one Batch."""
+        raise NotImplementedError
+
+    def criterion(self, cfg: Any, built: Built) -> Criterion:
+        """The training loss: criterion(outputs, targets) -> (loss, logs)."""
+        raise NotImplementedError
+
+    def param_groups(self, cfg: Any, model: nn.Module) -> list[dict[str, Any]]:
+        """Optimizer parameter groups (default: all trainable parameters at TRAIN.LR)."""
+        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
+
+    def evaluate(self, cfg: Any, model: nn.Module, built: Built, device: torch.device,
+                 split: str = "test") -> tuple[dict[str, float], list[dict]]:
+        """Score `model` on the held-out split: (metrics, results written as JSON)."""
+        raise NotImplementedError
+
+    def primary_metric(self, cfg: Any) -> str:
+        """The metric name that selects model_best.pth (e.g. 'AP', 'PCKh', 'MPJPE')."""
+        return "AP"
+
+    def higher_is_better(self, cfg: Any) -> bool:
+        """False for error metrics such as MPJPE."""
+        return True
+
+
+_TASKS: dict[str, Task] = {}
+
+# Official MODEL.NAME -> task (zoo entries say their task themselves).
+OFFICIAL_TASKS: dict[str, str] = {"pose_hrnet": "topdown", "pose_resnet": "topdown", "lpn": "topdown",
+                                  "pose_transformer": "prtr"}
+
+
+def register_task(task: Task) -> Task:
+    """Make a task available to `task_for` under `task.name`."""
+    if not task.name:
+        raise ConfigError(f"task {type(task).__name__} has no name")
+    _TASKS[task.name] = task
+    return task
+
+
+def get_task(name: str) -> Task:
+    """The registered task `name`."""
+    from posekit.engine import tasks_registry  # noqa: F401 - registers the tasks
+
+    try:
+        return _TASKS[name]
+    except KeyError:
+        raise ConfigError(f"unknown task {name!r}; known: {', '.join(sorted(_TASKS))}") from None
+
+
+def task_name(cfg: Any) -> str:
+    """The task a config belongs to: MODEL.ZOO's entry, else the official MODEL.NAME."""
+    m = cfg.MODEL
+    if m.ZOO:
+        from posekit import models
+
+        return getattr(models.entry(m.ZOO), "task", "topdown") or "topdown"
+    return OFFICIAL_TASKS.get(m.NAME, "topdown")
+
+
+def task_for(cfg: Any) -> Task:
+    """The Task object of a config."""
+    return get_task(task_name(cfg))

@@ -1,0 +1,3 @@
+"""Imports every task module so each registers itself (one line per pose system)."""
+
+from posekit.engine import topdown_task  # noqa: F401

@@ -1,0 +1,33 @@
+"""`posekit bench learn` on a tiny generated set: AP points against training time, JSON output, table, PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import pytest
+
+from posekit.cli import main
+
+
+@pytest.mark.slow
+def test_bench_learn_json_and_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    args = ["bench", "learn", "--minutes", "0.12", "--every", "2", "--num-train", "16", "--num-val", "4",
+            "--out", str(tmp_path / "out"), "--data", str(tmp_path / "data"), "--seed", "5"]
+    assert main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    points = result["points"]
+    assert len(points) >= 3 and all(p["eval_images"] == "all" for p in points)
+    minutes = [p["minutes"] for p in points]
+    assert minutes == sorted(minutes) and all(b - a >= 2 / 60 - 1e-9 for a, b in zip(minutes[:-2], minutes[1:-1]))
+    assert result["final"]["AP"] == points[-1]["AP"]
+    assert points[-1]["minutes"] == pytest.approx(result["train_minutes"]) and result["train_minutes"] >= 0.12
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert {k: metrics[k] for k in result["final"]} == result["final"]
+    png = cv2.imread(result["png"])
+    assert png is not None and png.shape[0] > 100
+    # the readable form: one row per evaluation (data are reused the second time)
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "train min" in text and "AP" in text and len([ln for ln in text.splitlines() if ln.endswith(" all")]) >= 3
