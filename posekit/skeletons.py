@@ -201,7 +201,33 @@ AP10K17 = Skeleton(
     joint_weights=(1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.2, 1.5, 1.0, 1.2, 1.5, 1.0, 1.2, 1.5, 1.0, 1.2, 1.5),
 )
 
-_BUILTIN: dict[str, Skeleton] = {s.name: s for s in (COCO17, MPII16, CROWDPOSE14, AIC14, AP10K17)}
+# Human3.6M as 3DMPPE uses it: the 17 H36M joints (official order; "neck" is H36M's thorax-level joint, "nose" its
+# neck/nose joint) + thorax (mean of the shoulders, added by 3DMPPE); root = pelvis (0).
+H36M18 = Skeleton(
+    name="h36m",
+    keypoints=(
+        "pelvis", "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "torso", "neck", "nose", "head",
+        "l_shoulder", "l_elbow", "l_wrist", "r_shoulder", "r_elbow", "r_wrist", "thorax",
+    ),
+    links=(
+        (0, 7), (7, 8), (8, 9), (9, 10), (8, 11), (11, 12), (12, 13), (8, 14), (14, 15), (15, 16), (0, 1),
+        (1, 2), (2, 3), (0, 4), (4, 5), (5, 6),
+    ),
+    sigmas=(DEFAULT_SIGMA,) * 18,
+    upper_body_ids=(7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17),
+)
+
+# posekit's synthetic 3-D humans: COCO-17 + pelvis (mean of the hips, index 17) as the root joint.
+COCO_PELVIS18 = Skeleton(
+    name="coco_pelvis",
+    keypoints=COCO17.keypoints + ("pelvis",),
+    links=COCO17.links + ((17, 11), (17, 12)),
+    sigmas=COCO17.sigmas + (1.07 / 10.0,),
+    upper_body_ids=COCO17.upper_body_ids,
+)
+
+_BUILTIN: dict[str, Skeleton] = {s.name: s for s in (COCO17, MPII16, CROWDPOSE14, AIC14, AP10K17, H36M18,
+                                                     COCO_PELVIS18)}
 
 
 def names() -> list[str]:
@@ -210,7 +236,7 @@ def names() -> list[str]:
 
 
 def get(name: str) -> Skeleton:
-    """Built-in skeleton by name ('coco', 'mpii', 'crowdpose', 'aic', 'ap10k')."""
+    """Built-in skeleton by name ('coco', 'mpii', 'crowdpose', 'aic', 'ap10k', 'h36m', 'coco_pelvis')."""
     try:
         return _BUILTIN[name.lower()]
     except KeyError:
