@@ -1,4 +1,9 @@
-"""ONNX export of a pose network, verified against PyTorch in onnxruntime."""
+"""ONNX export of a pose network, verified against PyTorch in onnxruntime.
+
+`export_onnx(model, input_size, path)` exports any module; `export_weights(...)` exports a weights file with the
+model spec it carries (posekit weights) or the zoo model / config a user names, refusing a mismatch; the sessions
+use the tuned options of `posekit.backends.SESSION_OPTIONS`.
+"""
 
 from __future__ import annotations
 
@@ -26,17 +31,10 @@ def _flat_outputs(out: Any) -> list[np.ndarray]:
 
 
 def onnx_session(path: str | Path, threads: int | None = None) -> Any:
-    """An onnxruntime CPU InferenceSession for an exported model."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise ConfigError("onnxruntime is not installed (pip install 'posekit[export]')") from None
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    """An onnxruntime CPU InferenceSession for an exported model (posekit.backends' tuned session options)."""
+    from posekit.backends import ort_session
+
+    return ort_session(path, intra_op_threads=threads)
 
 
 def run_onnx(session: Any, x: np.ndarray) -> list[np.ndarray]:
@@ -46,9 +44,10 @@ def run_onnx(session: Any, x: np.ndarray) -> list[np.ndarray]:
 
 
 def export_onnx(model: nn.Module, input_size: tuple[int, int], path: str | Path, dynamic_batch: bool = False,
-                opset: int = OPSET) -> float:
+                opset: int = OPSET, return_scale: bool = False) -> float | tuple[float, float]:
     """Export `model` (eval mode, input [N,3,h,w] with input_size=(w,h)) to ONNX at `path`; returns the max abs
-    difference between onnxruntime and PyTorch outputs on a random input (batch 2 if dynamic_batch else 1)."""
+    difference between onnxruntime and PyTorch outputs on a random input (batch 2 if dynamic_batch else 1), and
+    with return_scale also the max |PyTorch output|."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training
@@ -82,4 +81,6 @@ def export_onnx(model: nn.Module, input_size: tuple[int, int], path: str | Path,
         if a.shape != b.shape:
             raise ConfigError(f"{path}: ONNX output shape {a.shape} != PyTorch {b.shape}")
         diffs.append(float(np.abs(a.astype(np.float64) - b).max()) if a.size else 0.0)
+    if return_scale:
+        return max(diffs), max((float(np.abs(b).max()) for b in ref if b.size), default=0.0)
     return max(diffs)

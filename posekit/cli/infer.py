@@ -1,4 +1,8 @@
-"""`posekit infer`: poses on images, folders and videos -> COCO keypoint results JSON + pictures/videos."""
+"""`posekit infer`: poses on images, folders and videos -> COCO keypoint results JSON + pictures/videos.
+
+A thin wrapper over `PoseEstimator.images`: it parses options, maps file names to COCO image ids, streams the
+results to keypoints.json (a valid JSON list of what was done even after Ctrl-C or a stop on a bad image) and draws.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,14 @@ import json
 import re
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
-import cv2
 import numpy as np
 
-from posekit.errors import ConfigError, DataError
+from posekit.errors import ConfigError, DataError, PosekitError
 
 HELP = "estimate poses on images, folders and videos; write keypoints JSON (COCO results) and drawings"
-
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="images, folders (their images and videos, not recursive) and videos; in keypoints.json "
                              "an image's id is its file name's number (000000000785.jpg -> 785) or its --gt-images "
                              "id, else a running input index; video frames get running indices and a 'frame' field")
-    parser.add_argument("--model", required=True, help="zoo model name (`posekit models` lists them)")
+    parser.add_argument("--model", help="zoo model name (`posekit models` lists them); optional when --weights "
+                                        "is a posekit weights file, which carries its model spec")
+    parser.add_argument("--config", metavar="YAML",
+                        help="the training config of --weights (its model, input size, codec, skeleton, colour order)")
     parser.add_argument("--weights", help="checkpoint file (official or posekit); required unless --random-weights")
     parser.add_argument("--random-weights", action="store_true",
                         help="run without --weights on a randomly initialised network (for smoke tests only: "
@@ -47,7 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="draw keypoints scoring above this (default 0.3)")
     parser.add_argument("--no-flip", action="store_true", help="disable the flip test (faster, less accurate)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    parser.add_argument("--batch-size", type=int, default=32, help="person crops per forward pass (default 32)")
+    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "folded", "onnxruntime"),
+                        help="inference backend (default auto: onnxruntime when installed and the model exports, "
+                             "exported once and cached next to the weights; else BN-folded PyTorch)")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="person crops per network batch (default 32; the flip test doubles the batch)")
+    parser.add_argument("--on-error", choices=("skip", "stop"), default="skip",
+                        help="an unreadable image (truncated, 0 bytes, not an image): skip it and report it at the "
+                             "end (default), or stop (keypoints.json keeps what was done)")
     parser.add_argument("--show-scores", action="store_true", help="write keypoint and person scores on drawings")
     parser.add_argument("--no-draw", action="store_true", help="write only keypoints.json, no images or videos")
 
@@ -63,30 +73,6 @@ def parse_box(text: str) -> list[float]:
     return box
 
 
-def collect_inputs(inputs: list[str]) -> tuple[list[Path], list[Path]]:
-    """Images and videos named on the command line or found (sorted, not recursively) in the given folders."""
-    images, videos = [], []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            for f in sorted(p.iterdir()):
-                if f.suffix.lower() in IMAGE_EXTS:
-                    images.append(f)
-                elif f.suffix.lower() in VIDEO_EXTS:
-                    videos.append(f)
-        elif p.is_file():
-            if p.suffix.lower() in VIDEO_EXTS:
-                videos.append(p)
-            elif p.suffix.lower() in IMAGE_EXTS:
-                images.append(p)
-            else:
-                raise DataError(f"{p}: not an image ({', '.join(sorted(IMAGE_EXTS))}) "
-                                f"or a video ({', '.join(sorted(VIDEO_EXTS))})")
-        else:
-            raise DataError(f"{p}: no such file or folder")
-    return images, videos
-
-
 def stem_id(path: Path) -> int | None:
     """The COCO-style image id of a file name made of digits (000000000785.jpg -> 785), else None."""
     return int(path.stem) if re.fullmatch(r"\d+", path.stem) else None
@@ -96,28 +82,6 @@ def digits_id(path: Path) -> int | None:
     """The last run of digits in a file name (COCO_val2014_000000000785.jpg -> 785), else None."""
     runs = re.findall(r"\d+", path.stem)
     return int(runs[-1]) if runs else None
-
-
-def load_detections(path: str, min_score: float) -> dict[int, np.ndarray]:
-    """COCO detection results -> {image_id: [M,5] xywh + score} (persons only, score >= min_score)."""
-    try:
-        dets = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"--boxes {path}: cannot read a JSON list of detections ({e})") from None
-    if not isinstance(dets, list):
-        raise DataError(f"--boxes {path}: expected a JSON list of {{image_id, bbox, score}}, got {type(dets).__name__}")
-    out: dict[int, list] = defaultdict(list)
-    for i, d in enumerate(dets):
-        if not isinstance(d, dict) or "image_id" not in d or "bbox" not in d or len(d["bbox"]) != 4:
-            raise DataError(f"--boxes {path}: entry {i} lacks image_id or a 4-number bbox")
-        if d.get("category_id", 1) != 1:
-            continue
-        score = float(d.get("score", 1.0))
-        x, y, w, h = (float(v) for v in d["bbox"])
-        if score < min_score or w <= 0 or h <= 0:
-            continue
-        out[int(d["image_id"])].append([x, y, w, h, score])
-    return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
 
 
 def load_image_ids(path: str) -> dict[str, int]:
@@ -134,14 +98,6 @@ def load_image_ids(path: str) -> dict[str, int]:
         raise DataError(f"--gt-images {path}: expected a COCO JSON with images[{{id, file_name}}] ({e})") from None
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """An image file as RGB uint8; DataError when it cannot be decoded."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise DataError(f"{path}: cannot decode this image")
-    return np.ascontiguousarray(bgr[:, :, ::-1])
-
-
 def unique_path(folder: Path, stem: str, suffix: str, used: set[str]) -> Path:
     """folder/stem+suffix, with _1, _2... appended when that name was already written in this run."""
     name, n = f"{stem}{suffix}", 0
@@ -152,91 +108,160 @@ def unique_path(folder: Path, stem: str, suffix: str, used: set[str]) -> Path:
     return folder / name
 
 
-def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+def check_device(device: str) -> None:
+    """Refuse a torch device this build cannot use, before any work."""
+    import torch
 
-    from posekit.inference import PoseEstimator, draw_poses, process_video
-    from posekit.vis import write_png
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as e:
+        raise ConfigError(f"--device {device!r}: {e}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: this PyTorch build has no usable CUDA device; use --device cpu")
+
+
+def make_estimator(args: argparse.Namespace) -> Any:
+    """The PoseEstimator of --model / --config / --weights (the spec stored in the weights wins; a mismatch is an
+    error)."""
+    from posekit.inference import PoseEstimator
 
     if args.weights is None and not args.random_weights:
         raise ConfigError("--weights is required (a checkpoint of --model); pass --random-weights to run a "
                           "randomly initialised network on purpose (its keypoints are meaningless)")
+    if args.model and args.config:
+        raise ConfigError("give --model or --config, not both (the config names its model)")
+    spec = None
+    if args.config:
+        from posekit.config import load_config
+        from posekit.engine.build import model_spec
+
+        spec = model_spec(load_config(args.config))
+    if spec is None and not args.model and args.weights is None:
+        raise ConfigError("--random-weights needs --model or --config (which network to build)")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_device(args.device)
+    return PoseEstimator(args.model, weights=args.weights, spec=spec, device=args.device, flip_test=not args.no_flip,
+                         batch_size=args.batch_size, backend=args.backend)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from posekit.inference import (
+        VIDEO_EXTS,
+        ResultsWriter,
+        collect_inputs,
+        draw_poses,
+        read_detections,
+        video_info,
+        video_writer,
+    )
+    from posekit.vis import write_png
+
     if args.gt_images and not args.boxes:
         raise ConfigError("--gt-images only maps image ids for --boxes; give --boxes too")
-    images, videos = collect_inputs(args.inputs)
-    if not images and not videos:
+    files = collect_inputs(args.inputs)
+    if not files:
         raise DataError(f"no images or videos found in {' '.join(args.inputs)}")
+    n_videos = sum(f.suffix.lower() in VIDEO_EXTS for f in files)
     fixed = np.asarray([parse_box(b) for b in args.box], dtype=np.float64) if args.box else None
-    dets = load_detections(args.boxes, args.box_threshold) if args.boxes else None
+    dets = read_detections(args.boxes, args.box_threshold) if args.boxes else None
     name_ids = load_image_ids(args.gt_images) if args.gt_images else {}
-    if dets is not None and videos:
+    if dets is not None and n_videos:
         print("posekit infer: note: --boxes applies to images only; videos use the whole frame", file=sys.stderr)
-
-    est = PoseEstimator(args.model, weights=args.weights, device=args.device, flip_test=not args.no_flip,
-                        batch_size=args.batch_size)
+    est = make_estimator(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results: list[dict] = []
-    used: set[str] = set()
-    drawn = poses_total = no_dets = frames_total = 0
-    next_index = 0
-    t0 = time.perf_counter()
 
-    for path in tqdm(images, desc="images", unit="img", file=sys.stderr, disable=not images):
-        image = read_rgb(path)
+    ids: dict[Path, int] = {}
+    next_index = 0
+    for path in files:  # image ids are fixed up front: the same whatever is skipped
+        if path.suffix.lower() in VIDEO_EXTS:
+            continue
         image_id = name_ids.get(path.name, name_ids.get(path.stem))
         if image_id is None:
             image_id = digits_id(path) if dets is not None else stem_id(path)
-        if image_id is None:
-            image_id = next_index
-        next_index += 1
-        boxes = fixed
-        if dets is not None:
-            boxes = dets.get(image_id, np.zeros((0, 5)))
-            no_dets += int(len(boxes) == 0)
-        poses = est(image, boxes)
-        poses_total += len(poses)
-        for pose in poses:
-            results.append({**pose.to_coco(image_id), "file_name": str(path)})
-        if not args.no_draw:
-            picture = draw_poses(image, poses, est.skeleton, threshold=args.threshold, show_scores=args.show_scores)
-            write_png(unique_path(out, path.stem, ".png", used), picture)
-            drawn += 1
+        ids[path] = image_id
+    no_dets = [0]
 
-    for path in videos:
-        suffix = path.suffix.lower() if path.suffix.lower() in (".avi", ".mp4") else ".mp4"
-        target = None if args.no_draw else unique_path(out, f"{path.stem}_pose", suffix, used)
-        bar = tqdm(desc=path.name, unit="frame", file=sys.stderr)
+    def boxes_for(path: Path, image: np.ndarray, frame: int | None) -> Any:
+        if frame is not None or dets is None:
+            return fixed
+        found = dets.get(ids[path])
+        if found is None:
+            no_dets[0] += 1
+            return np.zeros((0, 5))
+        return found
 
-        def progress(done: int, total: int, bar=bar) -> None:
-            if total and bar.total != total:
-                bar.total = total
-            bar.update(done - bar.n)
-
-        boxes_fn = (lambda i, frame: fixed) if fixed is not None else None
-        try:
-            frames = process_video(path, est, boxes_fn, target, progress, threshold=args.threshold,
-                                   show_scores=args.show_scores)
-        finally:
-            bar.close()
-        for f, poses in enumerate(frames):
-            for pose in poses:
-                results.append({**pose.to_coco(next_index + f), "file_name": str(path), "frame": f})
-            poses_total += len(poses)
-        next_index += len(frames)
-        frames_total += len(frames)
-        drawn += int(target is not None)
-
+    used: set[str] = set()
+    skipped: list[str] = []
+    drawn = poses_total = frames_total = images_done = 0
+    writers: dict[Path, Any] = {}
+    video_base: dict[Path, int] = {}
+    t0 = time.perf_counter()
     json_path = out / "keypoints.json"
-    json_path.write_text(json.dumps(results))
+    bar = tqdm(total=len(files) - n_videos, desc="images", unit="img", file=sys.stderr, disable=len(files) == n_videos)
+    try:
+        with ResultsWriter(json_path) as results:
+            for r in est.images(files, boxes=boxes_for, on_error=args.on_error):
+                if r.error is not None:
+                    skipped.append(r.error)
+                    bar.update(1)
+                    continue
+                if r.frame is None:
+                    image_id = ids[r.path] if ids[r.path] is not None else next_index
+                    next_index += 1
+                    images_done += 1
+                    bar.update(1)
+                    results.write(r.coco(image_id))
+                    if not args.no_draw:
+                        picture = draw_poses(r.image, r.poses, est.skeleton, threshold=args.threshold,
+                                             show_scores=args.show_scores)
+                        write_png(unique_path(out, r.path.stem, ".png", used), picture)
+                        drawn += 1
+                else:
+                    if r.path not in video_base:
+                        video_base[r.path] = next_index
+                        if not args.no_draw:
+                            suffix = r.path.suffix.lower() if r.path.suffix.lower() in (".avi", ".mp4") else ".mp4"
+                            target = unique_path(out, f"{r.path.stem}_pose", suffix, used)
+                            writers[r.path] = video_writer(target, video_info(r.path)[0],
+                                                           (r.image.shape[1], r.image.shape[0]))
+                            drawn += 1
+                    next_index += 1
+                    frames_total += 1
+                    results.write(r.coco(video_base[r.path] + r.frame))
+                    if r.path in writers:
+                        picture = draw_poses(r.image, r.poses, est.skeleton, threshold=args.threshold,
+                                             show_scores=args.show_scores)
+                        writers[r.path].write(np.ascontiguousarray(picture[:, :, ::-1]))
+                poses_total += len(r.poses)
+    except KeyboardInterrupt:
+        print(f"posekit infer: interrupted; {poses_total} poses of {images_done} images and {frames_total} frames "
+              f"kept in {json_path}", file=sys.stderr)
+        raise
+    except PosekitError as e:
+        raise type(e)(f"{e} ({poses_total} poses done before it are in {json_path})") from None
+    finally:
+        bar.close()
+        for w in writers.values():
+            w.release()
     dt = time.perf_counter() - t0
-    n_frames = len(images) + frames_total
-    parts = [f"{len(images)} images"]
-    if videos:
-        parts.append(f"{len(videos)} videos ({frames_total} frames)")
+    parts = [f"{images_done} images"]
+    if n_videos:
+        parts.append(f"{n_videos} videos ({frames_total} frames)")
     if dets is not None:
-        parts.append(f"{no_dets} images without detections")
+        parts.append(f"{no_dets[0]} images without detections")
+    if skipped:
+        parts.append(f"{len(skipped)} skipped")
+    backend = est.backend.name + (" (cached ONNX)" if getattr(est.backend, "exported", True) is False else "")
     print(f"posekit infer: {', '.join(parts)}; {poses_total} poses -> {json_path}"
           f"{'' if args.no_draw else f', {drawn} drawings in {out}'} "
-          f"({dt:.1f} s, {n_frames / max(dt, 1e-9):.1f} frames/s{', random weights' if args.weights is None else ''})")
+          f"({dt:.1f} s, {(images_done + frames_total) / max(dt, 1e-9):.1f} frames/s, backend {backend}"
+          f"{', random weights' if args.weights is None else ''})")
+    if skipped:
+        print(f"posekit infer: skipped {len(skipped)} unreadable inputs:", file=sys.stderr)
+        for msg in skipped:
+            print(f"  {msg}", file=sys.stderr)
     return 0
