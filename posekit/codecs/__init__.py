@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from posekit.codecs.base import Codec
+from posekit.codecs.coord import CoordCodec
 from posekit.codecs.dark import DarkCodec
 from posekit.codecs.integral import BetaSoftArgmaxCodec, IntegralCodec
 from posekit.codecs.msra import MSRACodec
@@ -19,7 +20,8 @@ __all__ = ["Codec", "build", "names"]
 
 _CODECS: dict[str, type[Codec]] = {
     cls.name: cls
-    for cls in (MSRACodec, DarkCodec, UDPCodec, UDPOffsetCodec, GRMIOffsetCodec, IntegralCodec, BetaSoftArgmaxCodec)
+    for cls in (MSRACodec, DarkCodec, UDPCodec, UDPOffsetCodec, GRMIOffsetCodec, IntegralCodec, BetaSoftArgmaxCodec,
+                CoordCodec)
 }
 
 
