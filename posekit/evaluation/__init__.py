@@ -9,6 +9,7 @@ from posekit.evaluation.coco import (
     coco_keypoints,
     crowdpose_keypoints,
 )
+from posekit.evaluation.mpjpe import auc3d, body3d_metrics, mpjpe, pck3d
 from posekit.evaluation.nms import oks_iou, oks_matrix, oks_nms, soft_oks_nms
 from posekit.evaluation.pck import accuracy, auc, epe, mpii_pckh, pck_accuracy
 from posekit.evaluation.results import make_results, rescore, write_results
@@ -32,3 +33,4 @@ __all__ = [
     "soft_oks_nms",
     "write_results",
 ]
+__all__ += ["auc3d", "body3d_metrics", "mpjpe", "pck3d"]
