@@ -12,8 +12,9 @@ Conventions (mks0601/3DMPPE_POSENET_RELEASE, data/dataset.py + common/utils/pose
 - Augmentation (training only): scale 1 + sf * clip(N(0,1), -1, 1), rotation rf * clip(N(0,1), -2, 2) with
   probability 0.6, flip with p 0.5 (x -> width - 1 - x in image px, the box centre likewise, left/right joints
   swapped, depth unchanged), per-channel colour gain U(1 - cf, 1 + cf) clipped to 255, synthetic occlusion with
-  p 0.5 (a uniform-noise rectangle inside the box, area U(0, 0.7) of the box, aspect U(0.3, 1/0.3), redrawn until
-  it lies inside the image). Everything is drawn from a Generator seeded by (seed, epoch, index), in that order.
+  p 0.5 (a uniform-noise rectangle of area U(0, 0.7) x the box area and aspect U(0.3, 1/0.3), its corner drawn at
+  box corner + U(0,1) x (box size - rectangle size - 1) - so it can stick out of the box - redrawn until it lies
+  inside the image). Everything is drawn from a Generator seeded by (seed, epoch, index), in that order.
 - 2-D sets (COCO / MPII, have_depth 0) use the same path with depth 0 (the loss ignores z); joints are remapped by
   name into the 3-D set's joint list (absent joints are zero with visibility 0).
 - Input normalisation: "standard" = RGB / 255 then ImageNet mean / std (posekit default);
@@ -272,7 +273,7 @@ def patch_transform(center: Sequence[float], size: Sequence[float], scale: float
 
 def occlusion_box(rng: np.random.Generator, bbox: np.ndarray, width: int, height: int,
                   max_tries: int = 100) -> tuple[int, int, int, int] | None:
-    """Official synthetic-occlusion rectangle (x, y, w, h) inside the box, redrawn until it fits the image."""
+    """Official synthetic-occlusion rectangle (x, y, w, h) placed from the box, redrawn until it fits the image."""
     for _ in range(max_tries):
         area = rng.random() * 0.7 * bbox[2] * bbox[3]
         ratio = rng.random() * (1 / 0.3 - 0.3) + 0.3
