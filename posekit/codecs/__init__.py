@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from posekit.codecs.base import Codec
+from posekit.codecs.bearpaw import BearpawCodec
 from posekit.codecs.coord import CoordCodec
 from posekit.codecs.dark import DarkCodec
 from posekit.codecs.integral import BetaSoftArgmaxCodec, IntegralCodec
@@ -21,7 +22,7 @@ __all__ = ["Codec", "build", "names"]
 _CODECS: dict[str, type[Codec]] = {
     cls.name: cls
     for cls in (MSRACodec, DarkCodec, UDPCodec, UDPOffsetCodec, GRMIOffsetCodec, IntegralCodec, BetaSoftArgmaxCodec,
-                CoordCodec)
+                CoordCodec, BearpawCodec)
 }
 
 
