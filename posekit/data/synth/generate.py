@@ -69,7 +69,10 @@ def _make_image(index: int, seed: int, cfg: SynthConfig, image_dir: str) -> tupl
             "keypoints_3d": [[_r(c) for c in p] for p in inst.keypoints_3d],
             "cam_intrinsics": {"f": [_r(cam.f), _r(cam.f)], "c": [_r(cam.cx), _r(cam.cy)]},
         })
-    return {"id": index + 1, "file_name": name, "width": w, "height": h}, anns
+    image = {"id": index + 1, "file_name": name, "width": w, "height": h}
+    if cfg.sequence_length > 1:  # ordered frames: which sequence and which frame (absent for plain datasets)
+        image["sequence_id"], image["frame_index"] = divmod(index, cfg.sequence_length)
+    return image, anns
 
 
 def _init_worker() -> None:
@@ -101,7 +104,8 @@ def generate(out_dir: str | os.PathLike, num_images: int, kind: str = "human", s
     """Render `num_images` images to DIR/images/NNNNNN.jpg and write DIR/annotations.json (COCO keypoints).
 
     Image i depends only on (seed, i), so the output is byte-identical for a seed whatever the worker count.
-    `options` are further SynthConfig fields (size_range, max_overlap, truncation, clutter, jpeg_quality, max_yaw).
+    `options` are further SynthConfig fields (size_range, max_overlap, truncation, clutter, jpeg_quality, max_yaw,
+    sequence_length, motion: ordered sequences, each image entry then has sequence_id and frame_index).
     `progress(n)` is called in this process after every n finished images. Returns a summary dict.
     """
     if num_images < 1:
@@ -139,7 +143,8 @@ def generate(out_dir: str | os.PathLike, num_images: int, kind: str = "human", s
             annotations.append({"id": len(annotations) + 1, **ann})
     dataset = {
         "info": {"description": "posekit synthetic figures", "kind": kind, "style": style, "seed": seed,
-                 "max_subjects": max_subjects, "image_size": list(cfg.image_size), "max_yaw": cfg.max_yaw},
+                 "max_subjects": max_subjects, "image_size": list(cfg.image_size), "max_yaw": cfg.max_yaw,
+                 **({"sequence_length": cfg.sequence_length, "motion": cfg.motion} if cfg.sequence_length > 1 else {})},
         "images": images,
         "annotations": annotations,
         "categories": [coco_category(cfg)],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -19,6 +20,7 @@ from posekit.data.synth.render import (
     project_figure,
     rasterize,
 )
+from posekit.data.synth.sequences import SequenceRng
 from posekit.data.synth.skeleton3d import KINDS, SAMPLERS, Figure, KindSpec, rot
 from posekit.errors import ConfigError
 
@@ -41,6 +43,8 @@ class SynthConfig:
     clutter: int = 3  # max background objects
     jpeg_quality: int = 90
     max_yaw: float = 180.0  # degrees: body turns uniformly in [-max_yaw, max_yaw] (0 = facing the camera)
+    sequence_length: int = 1  # > 1: images come in ordered sequences of this length (same subject, small motion)
+    motion: float = 0.03  # per-draw drift amplitude of a sequence (fraction of each draw's range, see sequences.py)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -54,6 +58,13 @@ class SynthConfig:
             raise ConfigError(f"synth image_size: expected at least 32x32, got {w}x{h}")
         if not 0.0 <= self.max_yaw <= 180.0:
             raise ConfigError(f"synth max_yaw: expected 0..180 degrees, got {self.max_yaw}")
+        if self.sequence_length < 1:
+            raise ConfigError(f"synth sequence_length: expected >= 1, got {self.sequence_length}")
+        if self.sequence_length > 1 and self.max_subjects != 1:
+            raise ConfigError(f"synth sequence_length {self.sequence_length} needs max_subjects 1 (one subject "
+                              f"followed over the frames), got {self.max_subjects}")
+        if not 0.0 <= self.motion <= 0.5:
+            raise ConfigError(f"synth motion: expected 0..0.5, got {self.motion}")
         lo, hi = self.size_range
         if not 0.05 <= lo <= hi <= 1.5:
             raise ConfigError(f"synth size_range: expected 0.05 <= lo <= hi <= 1.5, got {self.size_range}")
@@ -163,8 +174,15 @@ def _compose(buf: Buffers, bg: np.ndarray, mats: list[Material], rng: np.random.
 
 
 def render_sample(seed: int, index: int, cfg: SynthConfig = SynthConfig()) -> Sample:
-    """Image `index` of the dataset with this seed: deterministic, independent of any other image."""
-    rng = np.random.default_rng([seed, index])
+    """Image `index` of the dataset with this seed: deterministic, independent of any other image.
+
+    With cfg.sequence_length L > 1, image i is frame i % L of sequence i // L (see posekit.data.synth.sequences).
+    """
+    if cfg.sequence_length > 1:
+        sequence, frame = divmod(index, cfg.sequence_length)
+        rng: Any = SequenceRng(seed, sequence, frame, cfg.motion)
+    else:
+        rng = np.random.default_rng([seed, index])
     w, h = cfg.image_size
     cam = Camera(f=float(w * rng.uniform(0.8, 1.5)), cx=(w - 1) / 2, cy=(h - 1) / 2)
     n = int(rng.integers(1, cfg.max_subjects + 1))
