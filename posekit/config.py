@@ -61,6 +61,8 @@ class LossConfig:
     USE_OHKM: bool = False
     TOPK: int = 8
     USE_DIFFERENT_JOINTS_WEIGHT: bool = False
+    UNIT_KERNELS: list[int] = field(default_factory=lambda: [15, 11, 9, 7])  # posekit: MSPN per-unit Gaussian
+    #   kernel sizes, coarse to fine (the MSPN paper's coarse-to-fine supervision)
 
 
 @dataclass
@@ -104,6 +106,7 @@ class TrainConfig:
     RESUME: bool = False
     CHECKPOINT: str = ""  # checkpoint to resume from; "" = <out>/checkpoint.pth
     CLIP_MAX_NORM: float = 0.0  # gradient clipping (PRTR); 0 = off
+    LR_BACKBONE: float = 0.0  # PRTR: learning rate of parameters named *backbone*; 0 = TRAIN.LR
     SEED: int = 0  # posekit: weight init, data order and augmentation all derive from it
     AMP: bool = True  # posekit: mixed precision when CUDA is present
     MAX_ITERS: int = 0  # posekit: stop (with a checkpoint) after this many iterations; 0 = no limit
@@ -111,6 +114,13 @@ class TrainConfig:
     VAL_EVERY: int = 1  # posekit: validate every N epochs; 0 = never
     FREEZE_BN: bool = False  # posekit: keep BatchNorm layers in eval mode (small batches, fine-tuning)
     SYNC_BN: bool = False  # posekit: SyncBatchNorm under DDP on GPU
+    LR_SCHEDULE: str = "multistep"  # posekit: multistep (official, LR_STEP/LR_FACTOR) | cosine (warm-up + cosine
+    #   over MAX_MINUTES, else MAX_ITERS, else the epochs)
+    INIT: str = "official"  # posekit: official (each family's own init) | he (He-normal convs; from scratch)
+    VAL_EVERY_MINUTES: float = 0.0  # posekit: also validate every N training minutes (0 = only at epoch ends)
+    VAL_EVERY_ITERS: int = 0  # posekit: also validate every N iterations (0 = only at epoch ends)
+    CHECKPOINT_EVERY_MINUTES: float = 5.0  # posekit: mid-epoch checkpoint interval in minutes (0 = off)
+    CHECKPOINT_EVERY_ITERS: int = 0  # posekit: mid-epoch checkpoint every N iterations (0 = off)
 
 
 @dataclass
@@ -131,6 +141,7 @@ class TestConfig:
     MODEL_FILE: str = ""
     BLUR_KERNEL: int = 0  # DarkPose; > 0 selects the dark codec for a gaussian TARGET_TYPE
     SOFT_ARGMAX: bool = False  # LPN; selects the beta_soft_argmax codec
+    INCLUDE_BG_LOGIT: bool = False  # PRTR: softmax over joints + no-object before matching (official option)
 
 
 @dataclass
@@ -142,6 +153,22 @@ class DebugConfig:
     SAVE_BATCH_IMAGES_PRED: bool = False
     SAVE_HEATMAPS_GT: bool = False
     SAVE_HEATMAPS_PRED: bool = False
+
+
+@dataclass
+class Body3DConfig:
+    """BODY3D.*: posekit keys of the 3-D top-down task (3DMPPE PoseNet keeps these in its main/config.py)."""
+
+    BBOX_3D_DEPTH: float = 2000.0  # mm covered by the depth bins, centred on the root (official bbox_3d_shape)
+    INPUT_NORM: str = "standard"  # standard (RGB/255, ImageNet mean/std) | official_255 (3DMPPE weights: RGB 0..255)
+    PROTOCOL: int = 2  # H36M (repo naming): 1 = train S1,5,6,7,8,9 / test S11, PA-MPJPE; 2 = S1,5-8 / S9,11, MPJPE
+    ROOT_DEPTH: str = "gt"  # gt | a RootNet-style JSON list of {image_id, root_cam [x, y, z] mm} per box
+    OCCLUSION_PROB: float = 0.5  # synthetic occlusion probability (training)
+    COLOR_FACTOR: float = 0.2  # per-channel colour gain in [1 - f, 1 + f] (training)
+    CAMERAS: str = ""  # DATASET.FORMAT h36m_mmpose: the cameras.pkl file
+    TRAIN_2D_FORMAT: str = ""  # "" = 3-D data only | coco | mpii: a 2-D set mixed in (have_depth 0), half of each epoch
+    TRAIN_2D_ANN: str = ""
+    TRAIN_2D_IMAGES: str = ""
 
 
 @dataclass
@@ -160,6 +187,7 @@ class Config:
     TRAIN: TrainConfig = field(default_factory=TrainConfig)
     TEST: TestConfig = field(default_factory=TestConfig)
     DEBUG: DebugConfig = field(default_factory=DebugConfig)
+    BODY3D: Body3DConfig = field(default_factory=Body3DConfig)
     source: str = field(default="", compare=False)
     unused: list[str] = field(default_factory=list, compare=False)
 
@@ -176,7 +204,6 @@ OFFICIAL_UNUSED: dict[str, str] = {
     "DATASET.SELECT_DATA": "not implemented",
     "TRAIN.GAMMA1": "unused by the official code too",
     "TRAIN.GAMMA2": "unused by the official code too",
-    "TRAIN.LR_BACKBONE": "one learning rate for all parameters",
     "TEST.NMS_THRE": "unused by the official code too",
     "TEST.BBOX_THRE": "unused by the official code too",
     "TEST.BIAS": "the LPN test bias is not applied",
@@ -186,16 +213,20 @@ OFFICIAL_UNUSED: dict[str, str] = {
 _STAGE_KEYS = {"NUM_MODULES", "NUM_BRANCHES", "BLOCK", "NUM_BLOCKS", "NUM_CHANNELS", "FUSE_METHOD"}
 _DECONV_KEYS = {"NUM_LAYERS", "DECONV_WITH_BIAS", "NUM_DECONV_LAYERS", "NUM_DECONV_FILTERS", "NUM_DECONV_KERNELS",
                 "FINAL_CONV_KERNEL", "PRETRAINED_LAYERS"}
+_PRTR_KEYS = {"NUM_LAYERS", "ENC_LAYERS", "DEC_LAYERS", "DIM_FEEDFORWARD", "DROPOUT", "NHEADS", "NUM_QUERIES",
+              "HIDDEN_DIM", "PRE_NORM", "AUX_LOSS", "DILATION", "POS_EMBED_METHOD", "EOS_COEF", "KPT_LOSS_COEF",
+              "PRETRAINED_LAYERS"}
 EXTRA_KEYS: dict[str, dict[str, set[str] | None]] = {
     "pose_hrnet": {"PRETRAINED_LAYERS": None, "FINAL_CONV_KERNEL": None,
                    **{f"STAGE{i}": _STAGE_KEYS for i in (1, 2, 3, 4)}},
     # TARGET_TYPE/HEATMAP_SIZE/SIGMA sit in EXTRA in microsoft/human-pose-estimation.pytorch; moved up to MODEL.
     "pose_resnet": {**dict.fromkeys(_DECONV_KEYS), "TARGET_TYPE": None, "HEATMAP_SIZE": None, "SIGMA": None},
     "lpn": {**dict.fromkeys(_DECONV_KEYS), "ATTENTION": None},
+    "pose_transformer": {**{f"STAGE{i}": _STAGE_KEYS for i in (1, 2, 3, 4)}, **dict.fromkeys(_PRTR_KEYS)},
 }
 MODEL_FAMILIES = tuple(EXTRA_KEYS)
 OPTIMIZERS = ("adam", "adamw", "sgd")
-DATASET_FORMATS = ("coco", "mpii")
+DATASET_FORMATS = ("coco", "mpii", "h36m", "h36m_mmpose", "synth3d")  # the last three: task body3d
 
 
 def _suggest(key: str, candidates: Iterable[str]) -> str:
@@ -341,9 +372,14 @@ def _check_extra(cfg: Config, sources: Mapping[str, str], default_src: str, unus
         m.EXTRA = extra
 
 
-def _check_values(cfg: Config, where: str) -> None:
-    """Cross-field checks with errors naming the key."""
+def _check_values(cfg: Config, where: str, sources: Mapping[str, str] | None = None) -> None:
+    """Cross-field checks with errors naming the key and where its value came from (file or override)."""
     m, d, t = cfg.MODEL, cfg.DATASET, cfg.TRAIN
+    src = dict(sources or {})
+
+    def at(key: str) -> str:
+        return src.get(key, where)
+
     for key in ("IMAGE_SIZE", "HEATMAP_SIZE"):
         v = getattr(m, key)
         if v and (len(v) != 2 or min(v) <= 0):
@@ -358,13 +394,28 @@ def _check_values(cfg: Config, where: str) -> None:
         raise ConfigError(f"TRAIN.OPTIMIZER in {where}: expected one of {OPTIMIZERS}, got {t.OPTIMIZER!r}")
     if (d.FORMAT or d.DATASET).lower() not in DATASET_FORMATS:
         raise ConfigError(f"DATASET.FORMAT in {where}: expected one of {DATASET_FORMATS} (or DATASET.DATASET "
-                          f"coco|mpii), got {(d.FORMAT or d.DATASET)!r}")
+                          f"coco|mpii|h36m), got {(d.FORMAT or d.DATASET)!r}")
     if d.DATA_FORMAT not in ("jpg", "png", "jpeg"):
         raise ConfigError(f"DATASET.DATA_FORMAT in {where}: only image files are read, got {d.DATA_FORMAT!r}")
-    if t.BATCH_SIZE_PER_GPU <= 0 or cfg.TEST.BATCH_SIZE_PER_GPU <= 0:
-        raise ConfigError(f"TRAIN/TEST.BATCH_SIZE_PER_GPU in {where} must be > 0")
+    for key, value in (("TRAIN.BATCH_SIZE_PER_GPU", t.BATCH_SIZE_PER_GPU),
+                       ("TEST.BATCH_SIZE_PER_GPU", cfg.TEST.BATCH_SIZE_PER_GPU)):
+        if value <= 0:
+            raise ConfigError(f"{key} in {at(key)} must be > 0, got {value}")
     if t.END_EPOCH < t.BEGIN_EPOCH:
         raise ConfigError(f"TRAIN.END_EPOCH ({t.END_EPOCH}) < TRAIN.BEGIN_EPOCH ({t.BEGIN_EPOCH}) in {where}")
+    if not t.LR > 0:
+        raise ConfigError(f"TRAIN.LR in {at('TRAIN.LR')} must be > 0, got {t.LR}")
+    if t.LR_SCHEDULE not in ("multistep", "cosine"):
+        raise ConfigError(f"TRAIN.LR_SCHEDULE in {at('TRAIN.LR_SCHEDULE')}: expected 'multistep' or 'cosine', "
+                          f"got {t.LR_SCHEDULE!r}")
+    if t.INIT not in ("official", "he"):
+        raise ConfigError(f"TRAIN.INIT in {at('TRAIN.INIT')}: expected 'official' or 'he', got {t.INIT!r}")
+    for key in ("MAX_ITERS", "VAL_EVERY_ITERS", "CHECKPOINT_EVERY_ITERS", "VAL_EVERY", "WD"):
+        if getattr(t, key) < 0:
+            raise ConfigError(f"TRAIN.{key} in {at('TRAIN.' + key)} must be >= 0, got {getattr(t, key)}")
+    for key in ("MAX_MINUTES", "VAL_EVERY_MINUTES", "CHECKPOINT_EVERY_MINUTES"):
+        if getattr(t, key) < 0:
+            raise ConfigError(f"TRAIN.{key} in {at('TRAIN.' + key)} must be >= 0, got {getattr(t, key)}")
     if sorted(t.LR_STEP) != list(t.LR_STEP):
         raise ConfigError(f"TRAIN.LR_STEP in {where} must be increasing, got {t.LR_STEP}")
 
@@ -409,7 +460,7 @@ def config_from_dict(raw: Mapping[str, Any], overrides: Sequence[str] = (), sour
     unused: list[str] = []
     _fill(cfg, merged, "", sources, source, unused)
     _check_extra(cfg, sources, source, unused)
-    _check_values(cfg, source)
+    _check_values(cfg, source, sources)
     cfg.unused = unused
     return cfg
 
@@ -475,133 +526,19 @@ def config_from_yaml(text: str, source: str = "<yaml>") -> Config:
     return config_from_dict(raw, (), source)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Resolution: config -> (model, codec, skeleton)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What a config resolves to: a network description, its sizes, codec and skeleton."""
-
-    name: str  # zoo name, or the official MODEL.NAME
-    zoo: bool
-    input_size: tuple[int, int]  # (w, h)
-    heatmap_size: tuple[int, int]  # (w, h)
-    num_joints: int
-    codec: str
-    codec_cfg: dict[str, Any]
-    skeleton: str
-
-
 def dataset_format(cfg: Config) -> str:
     """coco | mpii."""
     return (cfg.DATASET.FORMAT or cfg.DATASET.DATASET).lower()
 
 
-def _official_codec(cfg: Config) -> str:
-    m, t = cfg.MODEL, cfg.TEST
-    target = m.TARGET_TYPE.lower()
-    if target == "gaussian":
-        if m.NAME == "lpn" and t.SOFT_ARGMAX:
-            return "beta_soft_argmax"
-        return "dark" if t.BLUR_KERNEL > 0 else "msra"
-    if target in ("offset", "combined"):
-        return "udp_offset"
-    raise ConfigError(f"MODEL.TARGET_TYPE {m.TARGET_TYPE!r} in {cfg.source}: posekit trains 'gaussian' (and "
-                      "'offset' = UDP CombinedTarget) heatmaps; set MODEL.CODEC to choose another codec")
+_MOVED = {"ModelSpec": "posekit.modelspec", "model_spec": "posekit.engine.build",
+          "build_codec_from_config": "posekit.engine.build", "build_model_from_config": "posekit.engine.build"}
 
 
-def model_spec(cfg: Config) -> ModelSpec:
-    """Resolve MODEL.ZOO or MODEL.NAME/EXTRA/IMAGE_SIZE into a ModelSpec (no network is built)."""
-    from posekit import models
+def __getattr__(name: str) -> Any:
+    """The config -> objects factory moved to posekit.engine.build (a schema knows no model); old imports work."""
+    if name in _MOVED:
+        import importlib
 
-    m = cfg.MODEL
-    codec_cfg: dict[str, Any] = {}
-    if m.ZOO:
-        e = models.entry(m.ZOO)
-        input_size = tuple(m.IMAGE_SIZE) if m.IMAGE_SIZE else e.input_size
-        heatmap_size = tuple(m.HEATMAP_SIZE) if m.HEATMAP_SIZE else e.heatmap_size
-        if m.IMAGE_SIZE and not m.HEATMAP_SIZE:  # keep the zoo model's output stride
-            stride = e.input_size[0] // e.heatmap_size[0]
-            heatmap_size = (input_size[0] // stride, input_size[1] // stride)
-        codec = m.CODEC or e.codec
-        codec_cfg.update(e.codec_cfg if codec == e.codec else {})
-        skeleton = cfg.DATASET.SKELETON or e.skeleton
-        name, zoo = m.ZOO, True
-    else:
-        if m.NAME not in MODEL_FAMILIES:
-            raise ConfigError(f"MODEL.NAME {m.NAME!r} in {cfg.source}: posekit builds {', '.join(MODEL_FAMILIES)} "
-                              "from the official vocabulary, or any `posekit models` name via MODEL.ZOO")
-        input_size, heatmap_size = tuple(m.IMAGE_SIZE), tuple(m.HEATMAP_SIZE)
-        codec = m.CODEC or _official_codec(cfg)
-        skeleton = cfg.DATASET.SKELETON or dataset_format(cfg)
-        name, zoo = m.NAME, False
-    if m.SIGMA > 0:
-        codec_cfg["sigma"] = m.SIGMA
-    codec_cfg.setdefault("sigma", 2.0)
-    if codec in ("dark", "udp", "udp_offset") and cfg.TEST.BLUR_KERNEL > 0:
-        codec_cfg["blur_kernel"] = cfg.TEST.BLUR_KERNEL
-    from posekit import skeletons
-
-    sk = skeletons.get(skeleton)
-    num_joints = m.NUM_JOINTS or len(sk.keypoints)
-    if num_joints != len(sk.keypoints):
-        raise ConfigError(f"MODEL.NUM_JOINTS {num_joints} in {cfg.source} does not match skeleton {skeleton!r} "
-                          f"({len(sk.keypoints)} keypoints); set DATASET.SKELETON")
-    return ModelSpec(name=name, zoo=zoo, input_size=(int(input_size[0]), int(input_size[1])),
-                     heatmap_size=(int(heatmap_size[0]), int(heatmap_size[1])), num_joints=num_joints,
-                     codec=codec, codec_cfg=codec_cfg, skeleton=skeleton)
-
-
-def _build_official(cfg: Config, out_channels: int) -> Any:
-    """The network of an official MODEL.NAME + EXTRA."""
-    m, x = cfg.MODEL, cfg.MODEL.EXTRA
-    if m.NAME == "pose_hrnet":
-        from posekit.models.hrnet import HRNetConfig, build_hrnet
-
-        return build_hrnet(HRNetConfig.from_official(x, num_joints=out_channels))
-    deconv = dict(num_deconv_filters=tuple(x.get("NUM_DECONV_FILTERS", (256, 256, 256))),
-                  num_deconv_kernels=tuple(x.get("NUM_DECONV_KERNELS", (4, 4, 4))),
-                  deconv_with_bias=bool(x.get("DECONV_WITH_BIAS", False)),
-                  final_conv_kernel=int(x.get("FINAL_CONV_KERNEL", 1)))
-    if m.NAME == "pose_resnet":
-        from posekit.models.resnet import PoseResNet, PoseResNetConfig
-
-        n = int(x.get("NUM_DECONV_LAYERS", len(deconv["num_deconv_filters"])))
-        return PoseResNet(PoseResNetConfig(depth=int(x.get("NUM_LAYERS", 50)), num_joints=out_channels,
-                                           num_deconv_layers=n, **deconv))
-    from posekit.models.lpn import LPN, LPN_SPEC
-
-    depth = int(x.get("NUM_LAYERS", 50))
-    if depth not in LPN_SPEC:
-        raise ConfigError(f"MODEL.EXTRA.NUM_LAYERS in {cfg.source}: LPN depth must be one of {sorted(LPN_SPEC)}")
-    return LPN(layers=LPN_SPEC[depth], num_joints=out_channels,
-               deconv_filters=tuple(x.get("NUM_DECONV_FILTERS", (256, 256))),
-               deconv_kernels=tuple(x.get("NUM_DECONV_KERNELS", (4, 4))),
-               deconv_with_bias=deconv["deconv_with_bias"], final_conv_kernel=deconv["final_conv_kernel"],
-               attention=x.get("ATTENTION") or None)
-
-
-def build_codec_from_config(cfg: Config, spec: ModelSpec | None = None) -> Any:
-    """The codec object a config resolves to."""
-    from posekit import codecs
-
-    spec = spec or model_spec(cfg)
-    return codecs.build(spec.codec, input_size=spec.input_size, heatmap_size=spec.heatmap_size,
-                        num_keypoints=spec.num_joints, **spec.codec_cfg)
-
-
-def build_model_from_config(cfg: Config) -> tuple[Any, Any, Any]:
-    """(network in eval mode, codec, skeleton) of a config; the network has freshly initialised weights."""
-    from posekit import models, skeletons
-
-    spec = model_spec(cfg)
-    codec = build_codec_from_config(cfg, spec)
-    out_channels = int(getattr(codec, "out_channels", spec.num_joints))
-    if spec.zoo:
-        e = models.entry(spec.name)
-        same_head = spec.codec == e.codec and len(skeletons.get(e.skeleton).keypoints) == spec.num_joints
-        model = models.build(spec.name) if same_head else models.build(spec.name, num_joints=out_channels)
-    else:
-        model = _build_official(cfg, out_channels).eval()
-    return model, codec, skeletons.get(spec.skeleton)
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module 'posekit.config' has no attribute {name!r}")

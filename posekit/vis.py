@@ -87,3 +87,67 @@ def write_png(path: str | Path, image_rgb: np.ndarray) -> Path:
     if not cv2.imwrite(str(path), np.ascontiguousarray(image_rgb[:, :, ::-1])):
         raise OSError(f"could not write {path}")
     return path
+
+
+def plot_curve(curve: Sequence[dict], path: str | Path, title: str = "", target: float | None = None,
+               metric: str = "AP") -> Path:
+    """PNG of training loss (log scale) and held-out `metric` against training minutes (matplotlib, Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    loss = [(p["minutes"], p["loss"]) for p in curve if "loss" in p]
+    val = [(p["minutes"], p[metric]) for p in curve if metric in p]
+    fig, ax1 = plt.subplots(figsize=(7, 4), dpi=110)
+    if loss:
+        ax1.plot(*zip(*loss), color="tab:blue", lw=1, label="training loss")
+        ax1.set_yscale("log")
+    ax1.set_xlabel("training minutes (wall-clock)")
+    ax1.set_ylabel("training loss", color="tab:blue")
+    ax2 = ax1.twinx()
+    if val:
+        ax2.plot(*zip(*val), "o-", color="tab:red", label=f"held-out {metric}")
+    if target is not None:
+        ax2.axhline(target, color="tab:red", ls=":", lw=1, label=f"target {metric} {target:.2f}")
+    if metric == "AP":
+        ax2.set_ylim(0, 1)
+    ax2.set_ylabel(f"{metric}, held-out split", color="tab:red")
+    lines, lines2 = ax1.get_legend_handles_labels(), ax2.get_legend_handles_labels()
+    ax2.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="center right", fontsize=8)
+    if title:
+        ax1.set_title(title, fontsize=9)
+    ax1.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def draw_results(results: Sequence[dict], images: Sequence[dict], image_root: str | Path, skeleton: Skeleton,
+                 out_dir: str | Path, upscale: int = 2, threshold: float = 0.2, grid: str | Path | None = None,
+                 min_score: float = 0.0) -> list[Path]:
+    """PNGs of COCO images (`images`: COCO image dicts) with the COCO `results` of each drawn, and a grid of them."""
+    from posekit.data.images import read_image
+
+    out = Path(out_dir)
+    by_image: dict[int, list[dict]] = {}
+    for r in results:
+        by_image.setdefault(int(r["image_id"]), []).append(r)
+    files, tiles = [], []
+    for img in images:
+        image = read_image(Path(image_root) / img["file_name"])
+        image = cv2.resize(image, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_CUBIC)
+        for r in by_image.get(int(img["id"]), []):
+            if float(r.get("score", 1.0)) < min_score:
+                continue
+            kp = np.asarray(r["keypoints"], np.float64).reshape(-1, 3).copy()
+            kp[:, :2] = (kp[:, :2] + 0.5) * upscale - 0.5
+            image = draw_pose(image, kp, skeleton, threshold=threshold)
+        files.append(write_png(out / f"{Path(img['file_name']).stem}.png", image))
+        tiles.append(image)
+    if tiles and grid is not None:
+        files.append(write_png(grid, make_grid(tiles, cols=4)))
+    return files

@@ -11,15 +11,14 @@ import yaml
 
 from posekit.config import (
     ConfigWarning,
-    build_model_from_config,
     config_from_dict,
     config_from_yaml,
     config_to_dict,
     config_to_yaml,
     load_config,
-    model_spec,
     parse_override,
 )
+from posekit.engine.build import build_model_from_config, model_spec
 from posekit.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 """`posekit bench learn [--minutes M]`: held-out COCO AP of the demo model against training wall-clock.
 
-Runs the demo (`posekit.demo.run_demo`: same data, config and time-based schedule) with held-out evaluations on
+Runs the demo (`posekit.engine.demo.run_demo`: same data, config and time-based schedule) with held-out evaluations on
 the whole val split every `--every` training seconds, and reports AP vs training minutes as a table and a PNG.
 Training time counts the training loop only; the evaluations are timed separately.
 """
@@ -22,11 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--every", type=float, default=60.0, help="training seconds between evaluations (default 60)")
     parser.add_argument("--out", default="out/bench_learn", help="output folder (default out/bench_learn)")
     parser.add_argument("--data", default="data/synth_demo", help="synthetic data folder (default data/synth_demo)")
-    parser.add_argument("--config", default=None, help="demo config (default configs/synth/demo.yaml)")
+    parser.add_argument("--config", default=None, help="demo config (default: posekit/configs/demo.yaml)")
     parser.add_argument("--seed", type=int, default=0, help="data and training seed")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--eval-images", type=int, default=None,
-                        help="held-out images per intermediate evaluation (default: all)")
     parser.add_argument("--num-train", type=int, default=None, help="training images to generate (default: the demo's)")
     parser.add_argument("--num-val", type=int, default=None, help="held-out images to generate (default: the demo's)")
     parser.add_argument("--progress", action="store_true", help="progress bars on stderr")
@@ -36,7 +34,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train with periodic held-out evaluations; returns the AP-vs-time points and the run's summary."""
     from dataclasses import replace
 
-    from posekit.demo import DataSettings, run_demo
+    from posekit.engine.demo import DataSettings, run_demo
 
     data = DataSettings()
     if args.num_train:
@@ -45,11 +43,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         data = replace(data, num_val=args.num_val)
     progress = partial(__import__("tqdm").tqdm, file=sys.stderr, leave=False) if args.progress else None
     result = run_demo(args.out, data_dir=args.data, minutes=args.minutes, seed=args.seed, progress=progress,
-                      config=args.config, data=data, eval_every=args.every, eval_images=args.eval_images,
-                      threads=args.threads)
-    points = [{"minutes": p["minutes"], "iteration": p["iteration"], "AP": p["ap"],
-               "eval_images": "all" if p.get("full") or args.eval_images is None else args.eval_images}
-              for p in result["curve"] if "ap" in p]
+                      config=args.config, data=data, eval_every=args.every, threads=args.threads)
+    points = [{"minutes": p["minutes"], "iteration": p["iteration"], "AP": p["AP"], "eval_images": "all"}
+              for p in result["curve"] if "AP" in p]
     return {"model": result["model"], "codec": result["codec"], "input_size": result["input_size"],
             "threads": result["threads"], "budget_minutes": result["budget_minutes"],
             "train_minutes": result["train_minutes"], "iterations": result["iterations"],

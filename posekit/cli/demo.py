@@ -19,14 +19,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="synthetic data folder, generated on first use and reused (default data/synth_demo)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="training wall-clock budget in minutes (default: TRAIN.MAX_MINUTES of the config, 10)")
-    parser.add_argument("--config", default=None, help="demo config (default configs/synth/demo.yaml)")
+    parser.add_argument("--config", default=None, help="demo config (default: posekit/configs/demo.yaml)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. TRAIN.LR=0.002")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the data (train: seed, val: seed + 1) and of training")
     parser.add_argument("--num-train", type=int, default=None, help="training images to generate")
     parser.add_argument("--num-val", type=int, default=None, help="held-out images to generate")
-    parser.add_argument("--eval-every", type=float, default=60.0,
-                        help="training seconds between held-out evaluations for the curve (0: only the final one)")
+    parser.add_argument("--eval-every", type=float, default=None,
+                        help="training seconds between held-out evaluations for the curve (default: the config's "
+                             "TRAIN.VAL_EVERY_MINUTES; 0: only the final one)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--json", action="store_true", help="print metrics.json to stdout at the end")
@@ -40,9 +41,9 @@ def _event(kind: str, info: dict[str, Any]) -> None:
     elif kind == "model":
         w, h = info["input_size"]
         print(f"training {info['model']} ({info['codec']} codec, input {h}x{w}) for {info['minutes']:g} min on "
-              f"{info['threads']} CPU threads; held-out split: {info['val_people']} people", flush=True)
+              f"{info['threads']} CPU threads", flush=True)
     elif kind == "eval":
-        print(f"  {info['minutes']:5.2f} min  iteration {info['iteration']:5d}  held-out AP (subset) "
+        print(f"  {info['minutes']:5.2f} min  iteration {info['iteration']:5d}  held-out AP       "
               f"{info['ap']:.4f}", flush=True)
     elif kind == "final":
         print(f"  {info['minutes']:5.2f} min  iteration {info['iteration']:5d}  held-out AP (all)    "
@@ -59,7 +60,7 @@ def metric_table(result: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from posekit.demo import DataSettings, run_demo
+    from posekit.engine.demo import DataSettings, run_demo
 
     data = DataSettings()
     if args.num_train:
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(f"COCO keypoint AP on the held-out split ({result['val_images']} images, {result['val_people']} people, "
           f"GT boxes, flip test) after {result['train_minutes']:.1f} min of training "
-          f"({result['iterations']} iterations, {result['epochs']:.1f} epochs, "
+          f"({result['iterations']} iterations, "
           f"{result['train_images_per_s']:.0f} img/s):")
     print(metric_table(result))
     ok = "reached" if result["AP"] >= result["target_ap"] else "NOT reached"

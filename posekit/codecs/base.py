@@ -76,7 +76,10 @@ class Codec:
         num_keypoints: int = 17,
         sigma: float = 2.0,
         joint_weights: Sequence[float] | None = None,
+        shift_heatmap: bool | None = None,
     ) -> None:
+        if shift_heatmap is False:  # official TEST.SHIFT_HEATMAP=False turns a codec's own flip shift off
+            self.shift_heatmap = False
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))
         self.num_keypoints = int(num_keypoints)

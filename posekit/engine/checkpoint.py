@@ -81,7 +81,7 @@ def _plain(obj: Any) -> Any:
 def save_training_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                              scheduler: Any, epoch: int, iteration: int, epoch_iteration: int,
                              best_metric: float | None, config_yaml: str, scaler: Any = None,
-                             extra: Mapping[str, Any] | None = None) -> Path:
+                             spec: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None) -> Path:
     """Write the full training state (model unwrapped from DDP) atomically."""
     net = model.module if hasattr(model, "module") else model
     state = {
@@ -95,6 +95,7 @@ def save_training_checkpoint(path: str | Path, *, model: torch.nn.Module, optimi
         "epoch_iteration": int(epoch_iteration),  # steps done inside `epoch`
         "best_metric": None if best_metric is None else float(best_metric),
         "config": config_yaml,
+        "spec": _plain(dict(spec)) if spec is not None else None,  # posekit.modelspec.ModelSpec.to_dict()
         "rng": rng_state(),
         "extra": _plain(dict(extra or {})),
     }

@@ -19,7 +19,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from posekit import geometry
-from posekit.config import Config, build_model_from_config, dataset_format, model_spec
+from posekit.config import Config, dataset_format
+from posekit.engine.build import model_spec
 from posekit.errors import ConfigError, DataError
 
 # ImageNet statistics used by posekit.data (RGB order); needed to re-express a crop for BGR-trained networks.
@@ -238,15 +239,6 @@ def primary_metric(cfg: Config) -> str:
     return "Mean" if dataset_format(cfg) == "mpii" else "AP"
 
 
-def configure_codec(cfg: Config, codec: Any) -> Any:
-    """Apply TEST.POST_PROCESS / TEST.SHIFT_HEATMAP to a codec (SHIFT only disables the codec's own shift)."""
-    if hasattr(codec, "post_process"):
-        codec.post_process = bool(cfg.TEST.POST_PROCESS)
-    if getattr(codec, "shift_heatmap", False) and not cfg.TEST.SHIFT_HEATMAP:
-        codec.shift_heatmap = False
-    return codec
-
-
 def make_test_dataset(cfg: Config, codec: Any, skeleton: Any, boxes: str = "gt") -> Any:
     """The TopDownDataset of the test split (no augmentation)."""
     from posekit.data import TopDownDataset
@@ -257,23 +249,32 @@ def make_test_dataset(cfg: Config, codec: Any, skeleton: Any, boxes: str = "gt")
     return TopDownDataset(records, codec, skeleton, augment=None, train=False)
 
 
+def load_weights(model: nn.Module, weights: str | os.PathLike, cfg: Config) -> None:
+    """Strictly load official or posekit weights; a posekit file's stored spec must match the config's."""
+    from posekit.models.checkpoint import load_checkpoint
+    from posekit.modelspec import check_compatible, read_spec
+
+    stored = read_spec(weights)
+    if stored is not None:
+        check_compatible(stored, model_spec(cfg), str(weights))
+    load_checkpoint(model, weights, strict=True)
+
+
 def evaluate(cfg: Config, weights: str | os.PathLike | None, boxes: str | None = None, flip: bool | None = None,
              device: str | None = None, progress: Callable[..., Any] | None = None
              ) -> tuple[dict[str, float], list[dict]]:
-    """Build the config's network, load `weights` (TEST.MODEL_FILE if None), predict the test split and score it."""
-    from posekit.models.checkpoint import load_checkpoint
+    """`posekit test`: build the config's network, load `weights` (TEST.MODEL_FILE if None), score the test split."""
+    from posekit.engine.tasks import task_for
 
-    model, codec, skeleton = build_model_from_config(cfg)
-    configure_codec(cfg, codec)
+    task = task_for(cfg)
+    built = task.build(cfg)
     weights = weights or cfg.TEST.MODEL_FILE
     if not weights:
         raise ConfigError("no weights: pass --weights or set TEST.MODEL_FILE")
-    load_checkpoint(model, weights, strict=True)
+    load_weights(built.model, weights, cfg)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model.to(dev).eval()
-    ds = make_test_dataset(cfg, codec, skeleton, resolve_boxes(cfg, boxes))
-    flip_test = cfg.TEST.FLIP_TEST if flip is None else flip
-    preds = predict(model, ds, codec, flip_test=flip_test, flip_index=skeleton.flip_index,
-                    batch_size=cfg.TEST.BATCH_SIZE_PER_GPU, workers=cfg.WORKERS, device=dev,
-                    color_rgb=cfg.DATASET.COLOR_RGB, progress=progress)
-    return score(cfg, preds, skeleton)
+    built.model.to(dev).eval()
+    if task.name == "topdown":
+        return task.evaluate(cfg, built.model, built, dev, split="test", boxes=resolve_boxes(cfg, boxes), flip=flip,
+                             progress=progress)
+    return task.evaluate(cfg, built.model, built, dev, split="test")

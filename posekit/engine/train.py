@@ -5,9 +5,16 @@ resumed from any checkpoint - including one written mid-epoch at TRAIN.MAX_ITERS
 batches the uninterrupted run would have seen; on CPU the weights match bit for bit. Under `torchrun` (RANK /
 WORLD_SIZE set) the loop uses DistributedDataParallel (nccl on GPU, gloo on CPU) with per-rank sampling.
 
-Files in out_dir: checkpoint.pth (full state, every epoch and at every stop), model_best.pth and final_state.pth
-(plain state_dicts, official names), config.yaml, log.jsonl (one JSON object per logged step / epoch), tb/
-(TensorBoard scalars, when tensorboard imports), debug/ (DEBUG.* pictures).
+`fit` = build (the config's Task, posekit.engine.tasks), resume (`resume_from`), loop (`train_one_epoch` per epoch),
+save. Time budgets TRAIN.MAX_MINUTES (training time; evaluation excluded) / MAX_ITERS stop with a checkpoint;
+TRAIN.LR_SCHEDULE multistep (official) or cosine (over the budget); TRAIN.INIT official or he; held-out evaluation at
+epoch ends (VAL_EVERY) and every VAL_EVERY_MINUTES / VAL_EVERY_ITERS; mid-epoch checkpoints every
+CHECKPOINT_EVERY_MINUTES / _ITERS. Ctrl-C and SIGTERM stop after the current step with a checkpoint.
+
+Files in out_dir: checkpoint.pth (full state + config + model spec; every epoch, periodically and at every stop),
+model_best.pth, final_state.pth (completed runs) / last_state.pth (stopped runs): posekit weights files (official
+state_dict key names + the ModelSpec, posekit.modelspec), config.yaml (what actually ran), log.jsonl (one JSON object
+per logged step / evaluation / epoch), tb/ (TensorBoard scalars, when tensorboard imports).
 """
 
 from __future__ import annotations
@@ -30,21 +37,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from posekit.config import Config, build_model_from_config, config_from_yaml, config_to_dict, config_to_yaml, model_spec
+from posekit.config import Config, config_from_yaml, config_to_dict, config_to_yaml
 from posekit.engine import checkpoint as ckpt
-from posekit.engine.predict import (
-    collate,
-    configure_codec,
-    load_records,
-    main_output,
-    make_test_dataset,
-    predict,
-    primary_metric,
-    rgb_to_official_bgr,
-    score,
-)
-from posekit.errors import CheckpointError, ConfigError, TrainingError
-from posekit.losses import build_loss, loss_name_for
+from posekit.engine.build import build_optimizer, build_scheduler, cosine_factor, init_weights, model_spec
+from posekit.engine.predict import main_output
+from posekit.engine.tasks import Batch, Criterion, task_for
+from posekit.errors import CheckpointError, ConfigError, DataError, TrainingError
+from posekit.modelspec import weights_file
 
 # ----------------------------------------------------------------------------------------------------------------
 # Distributed setup
@@ -113,37 +112,6 @@ def augment_config(cfg: Config) -> Any:
     d = cfg.DATASET
     return AugmentConfig(scale_factor=d.SCALE_FACTOR, rotation_factor=d.ROT_FACTOR, flip=d.FLIP,
                          half_body_prob=d.PROB_HALF_BODY, num_joints_half_body=d.NUM_JOINTS_HALF_BODY)
-
-
-def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
-    """Official get_optimizer: Adam(lr) without weight decay, or SGD(lr, momentum, WD, nesterov); AdamW(lr, WD)."""
-    t = cfg.TRAIN
-    params = [p for p in model.parameters() if p.requires_grad]
-    name = t.OPTIMIZER.lower()
-    if name == "adam":
-        return torch.optim.Adam(params, lr=t.LR)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=t.LR, weight_decay=t.WD)
-    return torch.optim.SGD(params, lr=t.LR, momentum=t.MOMENTUM, weight_decay=t.WD, nesterov=t.NESTEROV)
-
-
-def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.MultiStepLR:
-    """MultiStepLR(LR_STEP, LR_FACTOR), stepped once at the end of every epoch."""
-    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.TRAIN.LR_STEP),
-                                                gamma=cfg.TRAIN.LR_FACTOR)
-
-
-def build_criterion(cfg: Config, codec: Any) -> nn.Module:
-    """The loss named by LOSS.NAME, else the one that goes with the codec (MSE, or OHKM with LOSS.USE_OHKM)."""
-    name = cfg.LOSS.NAME or loss_name_for(codec.name, cfg.LOSS.USE_OHKM)
-    return build_loss(name, cfg.LOSS.USE_TARGET_WEIGHT, cfg.LOSS.TOPK, beta=float(getattr(codec, "beta", 1.0)))
-
-
-def compute_loss(criterion: nn.Module, outputs: Any, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Loss of one output, or the sum over stages when the network returns a list (stacked hourglass, MSPN)."""
-    if isinstance(outputs, (list, tuple)):
-        return sum(criterion(o, target, weight) for o in outputs)
-    return criterion(main_output(outputs), target, weight)
 
 
 def load_pretrained(cfg: Config, model: nn.Module) -> Any:
@@ -235,7 +203,7 @@ def _add_scalars(writer: Any, prefix: str, values: dict[str, Any], step: int) ->
 
 
 class _StopFlag:
-    """Ctrl-C sets a flag the loop checks after each step; a second Ctrl-C interrupts at once."""
+    """Ctrl-C / SIGTERM set a flag the loop checks after each step; a second one interrupts at once."""
 
     def __init__(self) -> None:
         self.stop = False
@@ -243,7 +211,7 @@ class _StopFlag:
 
     def __enter__(self) -> _StopFlag:
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
+            self._old = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -253,7 +221,8 @@ class _StopFlag:
 
     def __exit__(self, *exc: Any) -> None:
         if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+            for sig, old in self._old.items():
+                signal.signal(sig, old)
 
 
 def _tensorboard(path: Path) -> Any:
@@ -262,17 +231,6 @@ def _tensorboard(path: Path) -> Any:
     except Exception:  # tensorboard not installed: scalars go to log.jsonl only
         return None
     return SummaryWriter(str(path))
-
-
-def _same_model(saved_yaml: str, cfg: Config, path: Path) -> None:
-    """Refuse to resume a checkpoint of a different network or codec."""
-    saved = config_from_yaml(saved_yaml, f"{path} (stored config)")
-    a, b = config_to_dict(saved)["MODEL"], config_to_dict(cfg)["MODEL"]
-    keys = ("NAME", "ZOO", "CODEC", "NUM_JOINTS", "IMAGE_SIZE", "HEATMAP_SIZE", "EXTRA")
-    diff = [k for k in keys if a.get(k) != b.get(k)]
-    if diff:
-        raise CheckpointError(f"{path} was trained with a different MODEL ({', '.join(f'MODEL.{k}' for k in diff)}); "
-                              "use another --out folder or the same model settings")
 
 
 def _reduce_mean(value: torch.Tensor, info: DistInfo) -> float:
@@ -284,73 +242,189 @@ def _reduce_mean(value: torch.Tensor, info: DistInfo) -> float:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Resume
+
+
+# Keys that only say how long / how often a run goes on: a resumed run may change them.
+RUN_LENGTH_KEYS = {"TRAIN.END_EPOCH", "TRAIN.MAX_ITERS", "TRAIN.MAX_MINUTES", "TRAIN.VAL_EVERY", "TRAIN.RESUME",
+                   "TRAIN.VAL_EVERY_MINUTES", "TRAIN.VAL_EVERY_ITERS", "TRAIN.CHECKPOINT_EVERY_MINUTES",
+                   "TRAIN.CHECKPOINT_EVERY_ITERS", "TRAIN.CHECKPOINT", "AUTO_RESUME", "PRINT_FREQ", "WORKERS",
+                   "PIN_MEMORY", "OUTPUT_DIR", "DEBUG.DEBUG", "TEST.BATCH_SIZE_PER_GPU"}
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "EXTRA":
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_differences(saved: Config, cfg: Config) -> list[str]:
+    """'KEY: saved -> now' for every key that differs, run-length keys excepted."""
+    a, b = _flat(config_to_dict(saved)), _flat(config_to_dict(cfg))
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if k not in RUN_LENGTH_KEYS and not k.startswith("DEBUG.") and a.get(k) != b.get(k)]
+
+
+@dataclass
+class Progress:
+    """Where a run is: epoch in progress, steps done in it, optimizer steps, training seconds, best metric."""
+
+    epoch: int = 0
+    epoch_iteration: int = 0
+    iteration: int = 0
+    train_seconds: float = 0.0
+    best: float | None = None
+
+
+def resume_from(path: Path, cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                scaler: Any) -> Progress:
+    """Load a training checkpoint into model/optimizer/scheduler/RNGs; refuse one of a different experiment."""
+    state = ckpt.load_training_checkpoint(path)
+    saved = config_from_yaml(state["config"], f"{path} (stored config)")
+    diffs = config_differences(saved, cfg)
+    if diffs:
+        raise CheckpointError(f"{path} was trained with other settings ({'; '.join(diffs[:8])}"
+                              f"{' ...' if len(diffs) > 8 else ''}); resume with the same settings (only run-length "
+                              "keys such as TRAIN.END_EPOCH / MAX_MINUTES may change) or train into a new --out")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    ckpt.restore_scheduler(scheduler, state["scheduler"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    ckpt.set_rng_state(state["rng"])
+    extra = state.get("extra") or {}
+    return Progress(epoch=state["epoch"], epoch_iteration=state["epoch_iteration"], iteration=state["iteration"],
+                    train_seconds=float(extra.get("train_seconds", 0.0)), best=state["best_metric"])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One epoch
+
+
+def unwrap_worker_error(e: BaseException) -> str:
+    """The original message of an error raised in a DataLoader worker (not 'Caught X in DataLoader worker')."""
+    text = str(e)
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        last = [line for line in text.strip().splitlines() if line.strip()][-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return text
+
+
+def train_one_epoch(model: nn.Module, criterion: Criterion, loader: Any, optimizer: torch.optim.Optimizer, *,
+                    device: torch.device, epoch: int, start_step: int = 0, iteration: int = 0, scaler: Any = None,
+                    clip_max_norm: float = 0.0, use_amp: bool = False, set_lr: Callable[[int], None] | None = None,
+                    after_step: Callable[[int, int, torch.Tensor, dict[str, float], Batch, Any], str] | None = None,
+                    all_finite: Callable[[torch.Tensor], bool] | None = None) -> tuple[str, int, int]:
+    """Train over `loader` (Batches) from `start_step`; returns (stop reason or 'completed', last step + 1, iteration).
+
+    Each step: LR (set_lr), forward (autocast when use_amp), loss, non-finite check (TrainingError), backward,
+    clipping, optimizer step; then `after_step(step, iteration, loss, logs, batch, outputs)` says whether to stop.
+    """
+    step = start_step - 1
+    stop = "completed"
+    batches = iter(loader)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            break
+        except DataError as e:
+            raise DataError(unwrap_worker_error(e)) from None
+        step += 1
+        batch = batch.to(device)
+        if set_lr is not None:
+            set_lr(iteration)
+        with torch.autocast(device.type, enabled=use_amp):
+            outputs = model(batch.inputs)
+            loss, logs = criterion(outputs, batch.targets)
+        finite = all_finite(loss) if all_finite is not None else bool(torch.isfinite(loss.detach()).all())
+        if not finite:
+            raise TrainingError(f"non-finite loss ({float(loss.detach()):.4g}) at epoch {epoch} step {step} "
+                                f"(iteration {iteration + 1})")
+        optimizer_step(loss, model, optimizer, scaler, clip_max_norm)
+        iteration += 1
+        if after_step is not None:
+            stop = after_step(step, iteration, loss, logs, batch, outputs)
+            if stop != "completed":
+                break
+    return stop, step + 1, iteration
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The loop
 
 
-def fit(cfg: Config, out_dir: str | os.PathLike, resume: bool = False, progress: Callable[..., Any] | None = None,
-        on_epoch: Callable[[dict[str, Any]], None] | None = None, device: str | None = None) -> dict[str, Any]:
-    """Train `cfg` into `out_dir`; returns a summary (epochs, iterations, best metric, stop reason, files).
+def _prepare_output(out: Path) -> None:
+    """Pre-flight: the output folder exists and is writable (before any work)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".posekit-write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"output folder {out} is not writable: {e.strerror or e}") from None
 
-    progress: a tqdm-like factory `progress(total=, initial=, desc=)` whose bars get update()/set_postfix()/close();
-    on_epoch: called with each epoch's summary dict (the CLI prints it). Only rank 0 reports and writes files.
+
+def fit(cfg: Config, out_dir: str | os.PathLike, resume: bool = False, progress: Callable[..., Any] | None = None,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None, device: str | None = None,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train `cfg` into `out_dir` (build, resume, loop, save); returns a summary of the run.
+
+    progress: a tqdm-like factory `progress(total=, initial=, desc=)`; on_epoch: called with each epoch's summary;
+    on_event(kind, info): 'resume', 'eval' (periodic held-out metrics), 'checkpoint'. Only rank 0 reports and writes.
     """
     info = setup_distributed()
     if device is not None:
         info = DistInfo(info.rank, info.world_size, info.local_rank, torch.device(device))
-    out = Path(out_dir)
-    t = cfg.TRAIN
+    out, t = Path(out_dir), cfg.TRAIN
     if info.main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(config_to_yaml(cfg))
+        _prepare_output(out)
     if info.device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.CUDNN.BENCHMARK
         torch.backends.cudnn.deterministic = cfg.CUDNN.DETERMINISTIC
         torch.backends.cudnn.enabled = cfg.CUDNN.ENABLED
+    event = on_event if (on_event is not None and info.main) else (lambda kind, data: None)
 
+    task = task_for(cfg)
     torch.manual_seed(t.SEED)  # weight initialisation
-    model, codec, skeleton = build_model_from_config(cfg)
-    configure_codec(cfg, codec)
+    built = task.build(cfg)
+    init_weights(built.model, t.INIT)
     if cfg.MODEL.PRETRAINED and cfg.MODEL.INIT_WEIGHTS:
-        load_pretrained(cfg, model)
-    model.to(info.device)
-
-    from posekit.data import TopDownDataset
-
-    records = load_records(cfg, "train", skeleton)
-    if not records:
-        raise ConfigError(f"no training people found in {cfg.DATASET.TRAIN_ANN or cfg.DATASET.ROOT}")
-    train_ds = TopDownDataset(records, codec, skeleton, augment=augment_config(cfg), train=True, seed=t.SEED,
-                              joint_weights=cfg.LOSS.USE_DIFFERENT_JOINTS_WEIGHT)
-    val_ds = make_test_dataset(cfg, codec, skeleton, "gt") if (t.VAL_EVERY > 0 and info.main) else None
+        load_pretrained(cfg, built.model)
+    model = built.model.to(info.device)
+    train_ds = task.train_dataset(cfg, built)
     sampler = ResumableSampler(train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=t.SHUFFLE,
                                seed=t.SEED)
     steps_per_epoch = math.ceil(sampler.num_samples / t.BATCH_SIZE_PER_GPU)
-
     if t.SYNC_BN and info.distributed and info.device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    optimizer = build_optimizer(cfg, model)
+    optimizer = build_optimizer(cfg, task.param_groups(cfg, model))
+    for group in optimizer.param_groups:
+        group.setdefault("base_lr", group["lr"])
     scheduler = build_scheduler(cfg, optimizer)
     use_amp = bool(t.AMP and info.device.type == "cuda")
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
-    criterion = build_criterion(cfg, codec)
+    criterion = task.criterion(cfg, built)
+    metric_name = task.primary_metric(cfg)
+    higher = task.higher_is_better(cfg)
 
-    epoch, skip, iteration, best = t.BEGIN_EPOCH, 0, 0, None
-    if t.BEGIN_EPOCH:  # the schedule starts at BEGIN_EPOCH: the LR of that epoch, counting from it
+    prog = Progress(epoch=t.BEGIN_EPOCH)
+    if t.BEGIN_EPOCH and scheduler is not None:  # the schedule starts at BEGIN_EPOCH
         for group in optimizer.param_groups:
-            group["lr"] = t.LR * t.LR_FACTOR ** sum(m <= t.BEGIN_EPOCH for m in t.LR_STEP)
+            group["lr"] = group["base_lr"] * t.LR_FACTOR ** sum(m <= t.BEGIN_EPOCH for m in t.LR_STEP)
         scheduler.last_epoch = t.BEGIN_EPOCH
     ckpt_path = Path(t.CHECKPOINT) if t.CHECKPOINT else out / "checkpoint.pth"
     if resume or t.RESUME or (cfg.AUTO_RESUME and ckpt_path.is_file()):
-        state = ckpt.load_training_checkpoint(ckpt_path)
-        _same_model(state["config"], cfg, ckpt_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        ckpt.restore_scheduler(scheduler, state["scheduler"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        epoch, skip, iteration = state["epoch"], state["epoch_iteration"], state["iteration"]
-        best = state["best_metric"]
-        ckpt.set_rng_state(state["rng"])
+        prog = resume_from(ckpt_path, cfg, model, optimizer, scheduler, scaler)
+        event("resume", {"checkpoint": str(ckpt_path), "epoch": prog.epoch, "step": prog.epoch_iteration,
+                         "iteration": prog.iteration})
+    if info.main:
+        (out / "config.yaml").write_text(config_to_yaml(cfg))  # what actually runs
+    spec = built.spec
     net = model
     if info.distributed:
         model = nn.parallel.DistributedDataParallel(
@@ -358,106 +432,163 @@ def fit(cfg: Config, out_dir: str | os.PathLike, resume: bool = False, progress:
 
     writer = _tensorboard(out / "tb") if info.main else None
     log = open(out / "log.jsonl", "a") if info.main else None  # noqa: SIM115 - closed in finally
-    metric_name = primary_metric(cfg)
     history: list[dict[str, Any]] = []
-    start_time = time.monotonic()
+    evals: list[dict[str, Any]] = []
     stop_reason = "completed"
+    clock = {"segment": time.monotonic(), "base": prog.train_seconds, "ckpt": time.monotonic(),
+             "val": prog.train_seconds}
 
-    def save(epoch_: int, epoch_iteration: int) -> None:
-        if info.main:
-            ckpt.save_training_checkpoint(out / "checkpoint.pth", model=net, optimizer=optimizer, scheduler=scheduler,
-                                          epoch=epoch_, iteration=iteration, epoch_iteration=epoch_iteration,
-                                          best_metric=best, config_yaml=config_to_yaml(cfg), scaler=scaler,
-                                          extra={"metric": metric_name})
+    def train_seconds() -> float:
+        return clock["base"] + time.monotonic() - clock["segment"]
+
+    def pause() -> None:  # evaluation time is not training time
+        clock["base"] = train_seconds()
+        clock["segment"] = time.monotonic()
+
+    def unpause() -> None:
+        clock["segment"] = time.monotonic()
 
     def record(entry: dict[str, Any]) -> None:
         if log is not None:
             log.write(json.dumps(entry) + "\n")
             log.flush()
 
+    def save(epoch_: int, epoch_iteration: int) -> None:
+        if info.main:
+            ckpt.save_training_checkpoint(ckpt_path if t.CHECKPOINT else out / "checkpoint.pth", model=net,
+                                          optimizer=optimizer, scheduler=scheduler, epoch=epoch_,
+                                          iteration=prog.iteration, epoch_iteration=epoch_iteration,
+                                          best_metric=prog.best, config_yaml=config_to_yaml(cfg), scaler=scaler,
+                                          spec=spec.to_dict() if spec is not None else None,
+                                          extra={"metric": metric_name, "train_seconds": train_seconds()})
+            clock["ckpt"] = time.monotonic()
+
+    def validate(where: dict[str, Any]) -> dict[str, float]:
+        pause()
+        metrics, _ = task.evaluate(cfg, net, built, info.device, split="test")
+        net.train()
+        if t.FREEZE_BN:
+            set_bn_eval(net)
+        value = metrics.get(metric_name)
+        improved = value is not None and (prog.best is None or (value > prog.best if higher else value < prog.best))
+        if improved:
+            prog.best = float(value)
+            ckpt.atomic_save(weights_file(net.state_dict(), spec), out / "model_best.pth")
+        entry = {**where, "train_minutes": clock["base"] / 60.0, "metrics": metrics, "best": improved}
+        evals.append(entry)
+        record({"eval": entry})
+        _add_scalars(writer, "val", metrics, prog.iteration)
+        event("eval", entry)
+        unpause()
+        return metrics
+
+    def fraction() -> float:
+        if t.MAX_MINUTES:
+            return train_seconds() / (60.0 * t.MAX_MINUTES)
+        if t.MAX_ITERS:
+            return prog.iteration / t.MAX_ITERS
+        return prog.iteration / max(1, steps_per_epoch * (t.END_EPOCH - t.BEGIN_EPOCH))
+
+    def set_lr(iteration: int) -> None:
+        if scheduler is None:  # cosine over the budget
+            factor = cosine_factor(fraction())
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * factor
+
     try:
         with _StopFlag() as flag:
-            while epoch < t.END_EPOCH:
+            while prog.epoch < t.END_EPOCH:
+                epoch, skip = prog.epoch, prog.epoch_iteration
                 sampler.set_epoch(epoch)
-                train_ds.set_epoch(epoch)
+                if hasattr(train_ds, "set_epoch"):
+                    train_ds.set_epoch(epoch)
                 sampler.start = skip * t.BATCH_SIZE_PER_GPU
                 loader = DataLoader(train_ds, batch_size=t.BATCH_SIZE_PER_GPU, sampler=sampler,
                                     num_workers=cfg.WORKERS, pin_memory=cfg.PIN_MEMORY and info.device.type == "cuda",
-                                    collate_fn=collate, generator=torch.Generator().manual_seed(t.SEED + epoch))
+                                    collate_fn=task.collate, generator=torch.Generator().manual_seed(t.SEED + epoch))
                 model.train()
                 if t.FREEZE_BN:
                     set_bn_eval(model)
                 bar = progress(total=steps_per_epoch, initial=skip, desc=f"epoch {epoch}") if (
                     progress and info.main) else None
                 stats = EpochStats()
-                step = skip
-                try:
-                    for step, (crops, target, weight, meta) in enumerate(loader, start=skip):
-                        crops = crops.to(info.device, non_blocking=True)
-                        if not cfg.DATASET.COLOR_RGB:
-                            crops = rgb_to_official_bgr(crops)
-                        target = target.to(info.device, non_blocking=True)
-                        weight = weight.to(info.device, non_blocking=True)
-                        with torch.autocast(info.device.type, enabled=use_amp):
-                            outputs = model(crops)
-                            loss = compute_loss(criterion, outputs, target, weight)
-                        if not _all_finite(loss, info):
-                            raise TrainingError(
-                                f"non-finite loss ({float(loss.detach()):.4g}) at epoch {epoch} step {step} (iteration "
-                                f"{iteration + 1}); the last good checkpoint is {out / 'checkpoint.pth'} - lower "
-                                "TRAIN.LR, check the data, or turn TRAIN.AMP off")
-                        optimizer_step(loss, model, optimizer, scaler, t.CLIP_MAX_NORM)
-                        iteration += 1
-                        log_now = iteration == 1 or iteration % max(1, cfg.PRINT_FREQ) == 0
-                        acc = heatmap_accuracy(main_output(outputs), target, codec.num_keypoints) if (
-                            log_now or bar is not None) else None
-                        stats.add(float(loss.detach()), acc, len(crops))
-                        if log_now:
-                            entry = {"iteration": iteration, "epoch": epoch, "step": step,
-                                     "loss": _reduce_mean(loss.detach(), info), "acc": acc,
-                                     "lr": optimizer.param_groups[0]["lr"], "world_size": info.world_size}
-                            record(entry)
-                            _add_scalars(writer, "train", {k: entry[k] for k in ("loss", "acc", "lr")}, iteration)
-                            if cfg.DEBUG.DEBUG and info.main:
-                                from posekit.engine.debug import save_debug_images
 
-                                save_debug_images(cfg, out / "debug", f"train_e{epoch}_i{iteration}", crops, target,
-                                                  main_output(outputs), meta, codec, skeleton)
-                        if bar is not None:
-                            bar.update(1)
-                            bar.set_postfix(loss=f"{stats.last_loss:.3g}", acc="-" if acc is None else f"{acc:.3f}",
-                                            img_s=f"{stats.images_per_s * info.world_size:.1f}")
-                        stop_reason = _stop_reason(cfg, iteration, start_time, flag.stop, info)
-                        if stop_reason != "completed":
-                            break
+                def after_step(step: int, iteration: int, loss: torch.Tensor, logs: dict[str, float],
+                               batch: Batch, outputs: Any, epoch: int = epoch, stats: EpochStats = stats,
+                               bar: Any = bar) -> str:
+                    prog.iteration, prog.epoch_iteration = iteration, step + 1
+                    reason = _stop_reason(cfg, iteration, train_seconds(), flag.stop, info)
+                    log_now = iteration == 1 or iteration % max(1, cfg.PRINT_FREQ) == 0 or reason != "completed"
+                    if task.name == "topdown" and (log_now or bar is not None):
+                        logs = {**logs, "acc": heatmap_accuracy(main_output(outputs), batch.targets["target"],
+                                                                built.codec.num_keypoints)}
+                    stats.add(float(loss.detach()), logs.get("acc"), len(batch.inputs))
+                    if log_now:
+                        entry = {"iteration": iteration, "epoch": epoch, "step": step,
+                                 "loss": _reduce_mean(loss.detach(), info), "lr": optimizer.param_groups[0]["lr"],
+                                 "train_minutes": train_seconds() / 60.0, "world_size": info.world_size, **logs}
+                        record(entry)
+                        _add_scalars(writer, "train", {k: v for k, v in entry.items() if k not in (
+                            "iteration", "epoch", "step", "world_size")}, iteration)
+                        if cfg.DEBUG.DEBUG and info.main and task.name == "topdown":
+                            from posekit.engine.debug import save_debug_images
+
+                            save_debug_images(cfg, out / "debug", f"train_e{epoch}_i{iteration}", batch.inputs,
+                                              batch.targets["target"], main_output(outputs), batch.meta, built.codec,
+                                              built.skeleton)
+                    if bar is not None:
+                        bar.update(1)
+                        acc = logs.get("acc")
+                        bar.set_postfix(loss=f"{stats.last_loss:.3g}", acc="-" if acc is None else f"{acc:.3f}",
+                                        img_s=f"{stats.images_per_s * info.world_size:.1f}")
+                    if info.main and ((t.VAL_EVERY_ITERS and iteration % t.VAL_EVERY_ITERS == 0) or (
+                            t.VAL_EVERY_MINUTES and train_seconds() - clock["val"] >= 60.0 * t.VAL_EVERY_MINUTES)):
+                        clock["val"] = train_seconds()
+                        validate({"epoch": epoch, "iteration": iteration})
+                    reason = _stop_reason(cfg, iteration, train_seconds(), flag.stop, info)  # after this step's work
+                    if reason == "completed" and ((t.CHECKPOINT_EVERY_ITERS and iteration % t.CHECKPOINT_EVERY_ITERS
+                                                   == 0) or (t.CHECKPOINT_EVERY_MINUTES and time.monotonic()
+                                                             - clock["ckpt"] >= 60.0 * t.CHECKPOINT_EVERY_MINUTES)):
+                        save(epoch, step + 1)
+                        event("checkpoint", {"epoch": epoch, "step": step + 1, "iteration": iteration})
+                    return reason
+
+                try:
+                    stop_reason, end_step, _ = train_one_epoch(
+                        model, criterion, loader, optimizer, device=info.device, epoch=epoch, start_step=skip,
+                        iteration=prog.iteration, scaler=scaler, clip_max_norm=t.CLIP_MAX_NORM, use_amp=use_amp,
+                        set_lr=set_lr, after_step=after_step, all_finite=lambda x: _all_finite(x, info))
+                except TrainingError as e:
+                    raise TrainingError(f"{e}; the last good checkpoint is {out / 'checkpoint.pth'} - lower "
+                                        "TRAIN.LR, check the data, or turn TRAIN.AMP off") from None
+                except DataError as e:
+                    save(epoch, prog.epoch_iteration)  # nothing lost: resume continues after the last good step
+                    raise DataError(f"{e} (training stopped at epoch {epoch} step {prog.epoch_iteration}; the "
+                                    f"checkpoint {out / 'checkpoint.pth'} continues from there)") from None
                 finally:
                     if bar is not None:
                         bar.close()
                 if stop_reason != "completed":
-                    save(epoch, step + 1)  # mid-epoch checkpoint: --resume continues at the next step
+                    save(epoch, end_step)  # mid-epoch checkpoint: resume continues at the next step
                     break
 
-                summary = stats.summary(epoch, iteration, optimizer.param_groups[0]["lr"])
-                scheduler.step()
-                epoch, skip = epoch + 1, 0
-                if val_ds is not None and (epoch % t.VAL_EVERY == 0 or epoch == t.END_EPOCH):
-                    metrics, _ = _validate(cfg, net, val_ds, codec, skeleton, info)
-                    summary["metrics"] = metrics
-                    value = metrics.get(metric_name)
-                    if value is not None and (best is None or value > best):
-                        best = float(value)
-                        ckpt.atomic_save(net.state_dict(), out / "model_best.pth")
-                        summary["best"] = True
-                    _add_scalars(writer, "val", metrics, epoch)
+                summary = stats.summary(epoch, prog.iteration, optimizer.param_groups[0]["lr"])
+                if scheduler is not None:
+                    scheduler.step()
+                prog.epoch, prog.epoch_iteration = epoch + 1, 0
+                if info.main and t.VAL_EVERY > 0 and (prog.epoch % t.VAL_EVERY == 0 or prog.epoch == t.END_EPOCH):
+                    summary["metrics"] = validate({"epoch": prog.epoch, "iteration": prog.iteration})
+                    summary["best"] = evals[-1]["best"]
                 if info.distributed:
                     dist.barrier()  # ranks > 0 wait for rank 0's validation
-                save(epoch, 0)
+                save(prog.epoch, 0)
                 record({"epoch_end": summary})
                 history.append(summary)
                 if on_epoch is not None and info.main:
                     on_epoch(summary)
-        if stop_reason == "completed" and info.main:
-            ckpt.atomic_save(net.state_dict(), out / "final_state.pth")
+        if info.main:
+            name = "final_state.pth" if stop_reason == "completed" else "last_state.pth"
+            ckpt.atomic_save(weights_file(net.state_dict(), spec), out / name)
     finally:
         if writer is not None:
             writer.close()
@@ -467,14 +598,17 @@ def fit(cfg: Config, out_dir: str | os.PathLike, resume: bool = False, progress:
             dist.destroy_process_group()
     return {
         "stop_reason": stop_reason,
-        "epoch": epoch,
-        "iteration": iteration,
-        "best_metric": best,
+        "epoch": prog.epoch,
+        "iteration": prog.iteration,
+        "train_minutes": train_seconds() / 60.0,
+        "best_metric": prog.best,
         "metric": metric_name,
         "history": history,
+        "evals": evals,
         "checkpoint": str(out / "checkpoint.pth"),
         "best_weights": str(out / "model_best.pth") if (out / "model_best.pth").exists() else None,
         "final_weights": str(out / "final_state.pth") if (out / "final_state.pth").exists() else None,
+        "last_weights": str(out / "last_state.pth") if (out / "last_state.pth").exists() else None,
         "rank": info.rank,
         "world_size": info.world_size,
     }
@@ -488,13 +622,13 @@ def _all_finite(loss: torch.Tensor, info: DistInfo) -> bool:
     return bool(ok.item())
 
 
-def _stop_reason(cfg: Config, iteration: int, start_time: float, interrupted: bool, info: DistInfo) -> str:
+def _stop_reason(cfg: Config, iteration: int, train_seconds: float, interrupted: bool, info: DistInfo) -> str:
     """'completed' to go on, else why to stop now (agreed by all ranks under DDP)."""
     t = cfg.TRAIN
     reason = 0
     if t.MAX_ITERS and iteration >= t.MAX_ITERS:
         reason = 1
-    elif t.MAX_MINUTES and time.monotonic() - start_time >= 60.0 * t.MAX_MINUTES:
+    elif t.MAX_MINUTES and train_seconds >= 60.0 * t.MAX_MINUTES:
         reason = 2
     elif interrupted:
         reason = 3
@@ -505,18 +639,8 @@ def _stop_reason(cfg: Config, iteration: int, start_time: float, interrupted: bo
     return ("completed", "max_iters", "max_minutes", "interrupted")[reason]
 
 
-def _validate(cfg: Config, net: nn.Module, val_ds: Any, codec: Any, skeleton: Any,
-              info: DistInfo) -> tuple[dict[str, float], list[dict]]:
-    preds = predict(net, val_ds, codec, flip_test=cfg.TEST.FLIP_TEST, flip_index=skeleton.flip_index,
-                    batch_size=cfg.TEST.BATCH_SIZE_PER_GPU, workers=cfg.WORKERS, device=info.device,
-                    color_rgb=cfg.DATASET.COLOR_RGB)
-    return score(cfg, preds, skeleton)
-
-
 def spec_summary(cfg: Config) -> dict[str, Any]:
     """What a config trains, for the CLI header."""
     s = model_spec(cfg)
-    return {"model": s.name, "input_size": list(s.input_size), "heatmap_size": list(s.heatmap_size),
+    return {"model": s.name, "task": s.task, "input_size": list(s.input_size), "heatmap_size": list(s.heatmap_size),
             "codec": s.codec, "skeleton": s.skeleton, "num_joints": s.num_joints}
-
-

@@ -11,11 +11,11 @@ from tiny_coco import micro_config_dict
 from torch import nn
 
 from posekit import skeletons
-from posekit.config import build_codec_from_config, config_from_dict, model_spec
+from posekit.config import config_from_dict
 from posekit.data.topdown import IMAGENET_MEAN, IMAGENET_STD, normalize_crop
+from posekit.engine.build import build_codec_from_config, model_spec
 from posekit.engine.predict import (
     Predictions,
-    configure_codec,
     data_paths,
     load_records,
     make_test_dataset,
@@ -55,7 +55,7 @@ def test_oracle_predictions_recover_ground_truth(tiny_data, codec_name):
                                               "CODEC": codec_name},
                             TEST={"SHIFT_HEATMAP": False})
     cfg = config_from_dict(raw)
-    codec = configure_codec(cfg, build_codec_from_config(cfg))
+    codec = build_codec_from_config(cfg)
     ds = make_test_dataset(cfg, codec, COCO17, resolve_boxes(cfg))
     ideal = np.stack([codec.perfect_outputs(ds.sample(i).joints_crop) for i in range(len(ds))])
     model = Oracle(ideal, codec, COCO17.flip_index)
@@ -147,7 +147,7 @@ def test_oracle_on_real_coco_images_scores_near_one(data_dir):
                             "DATASET": {"TEST_ANN": str(root / "person_keypoints_val2017.json"),
                                         "TEST_IMAGES": str(root / "val2017")},
                             "TEST": {"SHIFT_HEATMAP": False, "OKS_THRE": 0.9, "IN_VIS_THRE": 0.2}})
-    codec = configure_codec(cfg, build_codec_from_config(cfg))
+    codec = build_codec_from_config(cfg)
     ds = make_test_dataset(cfg, codec, COCO17, "gt")
     assert len(ds) == 68
     ideal = np.stack([codec.perfect_outputs(ds.sample(i).joints_crop) for i in range(len(ds))])

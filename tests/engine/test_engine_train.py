@@ -18,7 +18,9 @@ from posekit.errors import CheckpointError, ConfigError
 
 
 def _weights(path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    assert obj["format"] == "posekit-weights-v1" and obj["spec"]["task"] == "topdown"  # weights carry their spec
+    return obj["state_dict"]
 
 
 def _assert_same_state(a: dict, b: dict) -> None:
@@ -92,20 +94,22 @@ def test_stop_flag_first_ctrl_c_sets_flag_second_interrupts():
 
 
 def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(micro_cfg, tmp_path, monkeypatch):
-    real = train_mod.build_criterion
+    from posekit.engine.topdown_task import TopDownTask
 
-    def poisoned(cfg, codec):
-        crit = real(cfg, codec)
+    real = TopDownTask.criterion
+
+    def poisoned(self, cfg, built):
+        crit = real(self, cfg, built)
         calls = {"n": 0}
 
-        def loss(out, target, weight):
+        def loss(outputs, targets):
             calls["n"] += 1
-            value = crit(out, target, weight)
-            return value * float("nan") if calls["n"] == 3 else value
+            value, logs = crit(outputs, targets)
+            return (value * float("nan") if calls["n"] == 3 else value), logs
 
         return loss
 
-    monkeypatch.setattr(train_mod, "build_criterion", poisoned)
+    monkeypatch.setattr(TopDownTask, "criterion", poisoned)
     with pytest.raises(TrainingError, match=r"non-finite loss .* epoch 1 step 0 .*checkpoint"):
         fit(micro_cfg(), tmp_path / "run")
     state = ckpt.load_training_checkpoint(tmp_path / "run" / "checkpoint.pth")
@@ -141,7 +145,7 @@ def test_max_minutes_stops_after_the_current_step(micro_cfg, tmp_path):
 def test_resume_refuses_another_model(micro_cfg, tmp_path):
     fit(micro_cfg(TRAIN={"END_EPOCH": 1, "MAX_ITERS": 1}), tmp_path / "run")
     other = micro_cfg(MODEL={"HEATMAP_SIZE": [32, 32], "IMAGE_SIZE": [128, 128]})
-    with pytest.raises(CheckpointError, match="different MODEL .*MODEL.IMAGE_SIZE"):
+    with pytest.raises(CheckpointError, match="other settings .*MODEL.IMAGE_SIZE"):
         fit(other, tmp_path / "run", resume=True)
     with pytest.raises(CheckpointError, match="not found"):
         fit(micro_cfg(), tmp_path / "empty", resume=True)
@@ -202,7 +206,7 @@ def test_rng_state_round_trip():
 
 
 def test_pretrained_backbone_loads_only_the_named_layers(micro_cfg, tmp_path):
-    from posekit.config import build_model_from_config
+    from posekit.engine.build import build_model_from_config
 
     torch.manual_seed(5)
     donor, _, _ = build_model_from_config(micro_cfg())

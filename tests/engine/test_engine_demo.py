@@ -14,7 +14,9 @@ import pytest
 import torch
 
 from posekit.config import load_config
-from posekit.demo import DEFAULT_CONFIG, DataSettings, ensure_data, kaiming_init, lr_factor, run_demo
+from posekit.engine.build import cosine_factor as lr_factor
+from posekit.engine.build import init_weights
+from posekit.engine.demo import DataSettings, default_config, ensure_data, run_demo
 from posekit.evaluation.coco import STAT_NAMES
 
 TINY = DataSettings(num_train=24, num_val=6)
@@ -26,7 +28,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, list]:
     root = tmp_path_factory.mktemp("demo")
     events: list = []
     result = run_demo(root / "out", data_dir=root / "data", minutes=MINUTES, seed=3, data=TINY, eval_every=4.0,
-                      eval_images=3, num_pictures=3, on_event=lambda kind, info: events.append((kind, info)))
+                      num_pictures=3, on_event=lambda kind, info: events.append((kind, info)))
     return root, result, events
 
 
@@ -39,7 +41,7 @@ def test_metrics_json(demo: tuple[Path, dict, list]) -> None:
         assert -1.0 <= metrics[name] <= 1.0 and metrics[name] == result[name]
     # the budget is training wall-clock: reached, overshot by at most a few iterations
     assert MINUTES <= metrics["train_minutes"] < MINUTES + 0.25
-    batch = load_config(DEFAULT_CONFIG, warn=False).TRAIN.BATCH_SIZE_PER_GPU
+    batch = load_config(default_config(), warn=False).TRAIN.BATCH_SIZE_PER_GPU
     assert metrics["iterations"] > 0 and metrics["images_seen"] == metrics["iterations"] * batch
     assert metrics["flip_test"] is True and metrics["boxes"] == "gt"
     gt = json.loads((root / "data" / "val" / "annotations.json").read_text())
@@ -70,16 +72,18 @@ def test_curve_and_pictures(demo: tuple[Path, dict, list]) -> None:
     root, result, events = demo
     out = root / "out"
     curve = json.loads((out / "curve.json").read_text())
-    ap_points = [p for p in curve if "ap" in p]
+    ap_points = [p for p in curve if "AP" in p]
     loss_points = [p for p in curve if "loss" in p]
-    assert len(ap_points) >= 2 and ap_points[-1].get("full") and ap_points[-1]["ap"] == result["AP"]
+    assert len(ap_points) >= 2 and ap_points[-1].get("full") and ap_points[-1]["AP"] == result["AP"]
     assert all(math.isfinite(p["loss"]) and p["loss"] > 0 for p in loss_points)
     minutes = [p["minutes"] for p in loss_points]
-    assert minutes == sorted(minutes) and minutes[-1] == pytest.approx(result["train_minutes"])
+    assert minutes == sorted(minutes) and minutes[-1] == pytest.approx(result["train_minutes"], abs=0.02)
     # the k-th periodic evaluation happens at the first step after k x 4 training seconds
     periodic = [p["minutes"] * 60 for p in ap_points[:-1]]
     assert periodic == sorted(periodic)
     assert all(t >= 4.0 * (i + 1) - 1e-6 for i, t in enumerate(periodic))
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert sum("eval" in e for e in log) == len(periodic)  # the engine's own periodic evaluations
     assert [k for k, _ in events][:2] == ["data", "model"] and events[-1][0] == "final"
     for png in [out / "curve.png", out / "predictions.png", *sorted((out / "predictions").glob("*.png"))]:
         image = cv2.imread(str(png))
@@ -120,6 +124,8 @@ def test_cli_demo_json(demo: tuple[Path, dict, list], capsys: pytest.CaptureFixt
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads((out / "metrics.json").read_text()) | {"out_dir": str(out)}
     assert (out / "model.pth").is_file() and (out / "curve.png").is_file()
+    weights = torch.load(out / "model.pth", weights_only=True)
+    assert weights["spec"]["input_size"] == [64, 96] and weights["spec"]["codec"] == "udp"  # carries its spec
 
 
 def test_lr_factor_closed_form() -> None:
@@ -133,11 +139,11 @@ def test_lr_factor_closed_form() -> None:
     assert all(a >= b for a, b in zip(f, f[1:]))
 
 
-def test_kaiming_init_statistics() -> None:
+def test_he_init_statistics() -> None:
     from posekit import models
 
     torch.manual_seed(0)
-    net = kaiming_init(models.build("hrnet_w16_tiny_128x96"))
+    net = init_weights(models.build("hrnet_w16_tiny_128x96"), "he")
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
     big = max(convs[:-1], key=lambda m: m.weight.numel())
     fan_out = big.weight.shape[0] * big.weight.shape[2] * big.weight.shape[3]

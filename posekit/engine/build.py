@@ -1,0 +1,202 @@
+"""Where a config becomes objects: `model_spec`, `build` (network + codec + skeleton), optimizer, scheduler, init.
+
+config.py is the schema only; this module is the one place that turns a Config into a ModelSpec (posekit.modelspec),
+a network with freshly initialised weights, the codec (every option passed to its constructor), the skeleton, the
+optimizer (task parameter groups) and the learning-rate schedule. Task-specific pieces (datasets, criteria,
+evaluation) live in the task modules (posekit.engine.tasks).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from posekit.config import MODEL_FAMILIES, Config, config_to_yaml, dataset_format
+from posekit.engine.tasks import OFFICIAL_TASKS, Built
+from posekit.errors import ConfigError
+from posekit.modelspec import ModelSpec, build_codec
+
+__all__ = ["Built", "ModelSpec", "build", "build_codec_from_config", "build_model_from_config", "build_optimizer",
+           "build_scheduler", "init_weights", "model_spec"]
+
+
+def _official_codec(cfg: Config) -> str:
+    m, t = cfg.MODEL, cfg.TEST
+    target = m.TARGET_TYPE.lower()
+    if target == "gaussian":
+        if m.NAME == "lpn" and t.SOFT_ARGMAX:
+            return "beta_soft_argmax"
+        return "dark" if t.BLUR_KERNEL > 0 else "msra"
+    if target in ("offset", "combined"):
+        return "udp_offset"
+    raise ConfigError(f"MODEL.TARGET_TYPE {m.TARGET_TYPE!r} in {cfg.source}: posekit trains 'gaussian' (and "
+                      "'offset' = UDP CombinedTarget) heatmaps; set MODEL.CODEC to choose another codec")
+
+
+def model_spec(cfg: Config) -> ModelSpec:
+    """Resolve MODEL.ZOO or MODEL.NAME/EXTRA/IMAGE_SIZE into a ModelSpec (no network is built)."""
+    from posekit import models
+
+    m = cfg.MODEL
+    codec_cfg: dict[str, Any] = {}
+    if m.ZOO:
+        e = models.entry(m.ZOO)
+        input_size = tuple(m.IMAGE_SIZE) if m.IMAGE_SIZE else e.input_size
+        heatmap_size = tuple(m.HEATMAP_SIZE) if m.HEATMAP_SIZE else e.heatmap_size
+        if m.IMAGE_SIZE and not m.HEATMAP_SIZE:  # keep the zoo model's output stride
+            stride = e.input_size[0] // e.heatmap_size[0]
+            heatmap_size = (input_size[0] // stride, input_size[1] // stride)
+        codec = m.CODEC or e.codec
+        codec_cfg.update(e.codec_cfg if codec == e.codec else {})
+        skeleton = cfg.DATASET.SKELETON or e.skeleton
+        name, zoo = m.ZOO, True
+    else:
+        if m.NAME not in MODEL_FAMILIES:
+            raise ConfigError(f"MODEL.NAME {m.NAME!r} in {cfg.source}: posekit builds {', '.join(MODEL_FAMILIES)} "
+                              "from the official vocabulary, or any `posekit models` name via MODEL.ZOO")
+        input_size, heatmap_size = tuple(m.IMAGE_SIZE), tuple(m.HEATMAP_SIZE)
+        codec = m.CODEC or _official_codec(cfg)
+        skeleton = cfg.DATASET.SKELETON or dataset_format(cfg)
+        name, zoo = m.NAME, False
+    if m.SIGMA > 0:
+        codec_cfg["sigma"] = m.SIGMA
+    codec_cfg.setdefault("sigma", 2.0)
+    if codec in ("dark", "udp", "udp_offset") and cfg.TEST.BLUR_KERNEL > 0:
+        codec_cfg["blur_kernel"] = cfg.TEST.BLUR_KERNEL
+    if codec in ("msra", "beta_soft_argmax") and not cfg.TEST.POST_PROCESS:
+        codec_cfg["post_process"] = False
+    if not cfg.TEST.SHIFT_HEATMAP:
+        codec_cfg["shift_heatmap"] = False
+    from posekit import skeletons
+
+    sk = skeletons.get(skeleton)
+    num_joints = m.NUM_JOINTS or len(sk.keypoints)
+    if num_joints != len(sk.keypoints):
+        raise ConfigError(f"MODEL.NUM_JOINTS {num_joints} in {cfg.source} does not match skeleton {skeleton!r} "
+                          f"({len(sk.keypoints)} keypoints); set DATASET.SKELETON")
+    task = getattr(models.entry(m.ZOO), "task", "topdown") if zoo else OFFICIAL_TASKS.get(m.NAME, "topdown")
+    return ModelSpec(name=name, zoo=zoo, input_size=(int(input_size[0]), int(input_size[1])),
+                     heatmap_size=(int(heatmap_size[0]), int(heatmap_size[1])), num_joints=num_joints,
+                     codec=codec, codec_cfg=codec_cfg, skeleton=skeleton, task=task,
+                     color_rgb=bool(cfg.DATASET.COLOR_RGB), config_yaml=config_to_yaml(cfg))
+
+
+def _build_official(cfg: Config, out_channels: int) -> Any:
+    """The network of an official MODEL.NAME + EXTRA."""
+    m, x = cfg.MODEL, cfg.MODEL.EXTRA
+    if m.NAME == "pose_hrnet":
+        from posekit.models.hrnet import HRNetConfig, build_hrnet
+
+        return build_hrnet(HRNetConfig.from_official(x, num_joints=out_channels))
+    deconv = dict(num_deconv_filters=tuple(x.get("NUM_DECONV_FILTERS", (256, 256, 256))),
+                  num_deconv_kernels=tuple(x.get("NUM_DECONV_KERNELS", (4, 4, 4))),
+                  deconv_with_bias=bool(x.get("DECONV_WITH_BIAS", False)),
+                  final_conv_kernel=int(x.get("FINAL_CONV_KERNEL", 1)))
+    if m.NAME == "pose_resnet":
+        from posekit.models.resnet import PoseResNet, PoseResNetConfig
+
+        n = int(x.get("NUM_DECONV_LAYERS", len(deconv["num_deconv_filters"])))
+        return PoseResNet(PoseResNetConfig(depth=int(x.get("NUM_LAYERS", 50)), num_joints=out_channels,
+                                           num_deconv_layers=n, **deconv))
+    from posekit.models.lpn import LPN, LPN_SPEC
+
+    depth = int(x.get("NUM_LAYERS", 50))
+    if depth not in LPN_SPEC:
+        raise ConfigError(f"MODEL.EXTRA.NUM_LAYERS in {cfg.source}: LPN depth must be one of {sorted(LPN_SPEC)}")
+    return LPN(layers=LPN_SPEC[depth], num_joints=out_channels,
+               deconv_filters=tuple(x.get("NUM_DECONV_FILTERS", (256, 256))),
+               deconv_kernels=tuple(x.get("NUM_DECONV_KERNELS", (4, 4))),
+               deconv_with_bias=deconv["deconv_with_bias"], final_conv_kernel=deconv["final_conv_kernel"],
+               attention=x.get("ATTENTION") or None)
+
+
+def build_codec_from_config(cfg: Config, spec: ModelSpec | None = None) -> Any:
+    """The codec object a config resolves to (TEST.POST_PROCESS / SHIFT_HEATMAP passed to its constructor)."""
+    spec = spec or model_spec(cfg)
+    return build_codec(spec)
+
+
+def build(cfg: Config) -> Built:
+    """Network (eval mode, fresh weights), codec and skeleton of a config."""
+    from posekit import models, skeletons
+
+    spec = model_spec(cfg)
+    codec = build_codec(spec)
+    out_channels = int(getattr(codec, "out_channels", spec.num_joints))
+    if spec.zoo:
+        e = models.entry(spec.name)
+        same_head = spec.codec == e.codec and len(skeletons.get(e.skeleton).keypoints) == spec.num_joints
+        model = models.build(spec.name) if same_head else models.build(spec.name, num_joints=out_channels)
+    else:
+        model = _build_official(cfg, out_channels).eval()
+    return Built(model=model, codec=codec, skeleton=skeletons.get(spec.skeleton), spec=spec)
+
+
+def build_model_from_config(cfg: Config) -> tuple[Any, Any, Any]:
+    """(network, codec, skeleton) of a config: `build(cfg)` as a tuple."""
+    b = build(cfg)
+    return b.model, b.codec, b.skeleton
+
+
+def init_weights(model: nn.Module, kind: str) -> nn.Module:
+    """TRAIN.INIT: 'official' keeps each family's official init; 'he' = He-normal convs, N(0, 1e-3) last layer.
+
+    The official N(0, 0.001) init suits ImageNet-initialised backbones; from scratch with Adam, tiny weights behind
+    BatchNorm make the first steps huge relative changes and training starts far slower (the demo uses 'he').
+    """
+    if kind == "official":
+        return model
+    if kind != "he":
+        raise ConfigError(f"TRAIN.INIT: expected 'official' or 'he', got {kind!r}")
+    layers = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
+    for m in layers:
+        nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    if layers:
+        nn.init.normal_(layers[-1].weight, std=0.001)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return model
+
+
+def build_optimizer(cfg: Config, params: Any) -> torch.optim.Optimizer:
+    """Official get_optimizer: Adam(lr) without weight decay, SGD(lr, momentum, WD, nesterov), AdamW(lr, WD).
+
+    `params`: a module or a list of parameter groups (a group's own "lr" wins over TRAIN.LR).
+    """
+    t = cfg.TRAIN
+    if isinstance(params, nn.Module):
+        params = [p for p in params.parameters() if p.requires_grad]
+    name = t.OPTIMIZER.lower()
+    if name == "adam":
+        return torch.optim.Adam(params, lr=t.LR)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=t.LR, weight_decay=t.WD)
+    return torch.optim.SGD(params, lr=t.LR, momentum=t.MOMENTUM, weight_decay=t.WD, nesterov=t.NESTEROV)
+
+
+def cosine_factor(fraction: float, warmup: float = 0.02, final: float = 0.01) -> float:
+    """LR multiplier at a fraction of the budget: linear warm-up from 0.1, then cosine down to `final`."""
+    f = min(max(fraction, 0.0), 1.0)
+    if f < warmup:
+        return 0.1 + 0.9 * f / warmup
+    progress = (f - warmup) / max(1.0 - warmup, 1e-9)
+    return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """TRAIN.LR_SCHEDULE 'multistep': MultiStepLR(LR_STEP, LR_FACTOR) stepped at epoch ends (official).
+
+    'cosine' has no scheduler object: the loop sets the LR from `cosine_factor` at every step, over the fraction of
+    TRAIN.MAX_MINUTES (time budget), else TRAIN.MAX_ITERS, else the epochs done.
+    """
+    if cfg.TRAIN.LR_SCHEDULE == "cosine":
+        return None
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.TRAIN.LR_STEP),
+                                                gamma=cfg.TRAIN.LR_FACTOR)
