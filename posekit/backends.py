@@ -114,6 +114,7 @@ class MainOutput(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.train(model.training)  # a new Module starts in training mode: keep the wrapped model's mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return main_output(self.model(x))
@@ -160,7 +161,7 @@ def state_hash(model: nn.Module) -> str:
     for key, t in model.state_dict().items():
         t = t.detach().cpu().contiguous()
         h.update(f"{key}:{t.dtype}:{tuple(t.shape)};".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
@@ -238,7 +239,7 @@ def export_cached(model: nn.Module, name: str, input_size: tuple[int, int], weig
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".onnx", dir=path.parent)
     os.close(fd)
     try:
-        diff, scale = export_onnx(MainOutput(model), key.input_size, tmp, dynamic_batch=True, opset=opset,
+        diff, scale = export_onnx(MainOutput(model).eval(), key.input_size, tmp, dynamic_batch=True, opset=opset,
                                   return_scale=True)
         if not diff <= tolerance * max(scale, 1e-12):
             raise ConfigError(f"{name}: ONNX export differs from PyTorch by {diff:.3g} (output scale {scale:.3g})")

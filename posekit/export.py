@@ -37,6 +37,21 @@ def onnx_session(path: str | Path, threads: int | None = None) -> Any:
     return ort_session(path, intra_op_threads=threads)
 
 
+def add_metadata(path: str | Path, props: dict[str, str]) -> None:
+    """Set metadata_props (key -> string) of an ONNX file in place."""
+    import onnx
+
+    m = onnx.load(str(path))
+    existing = {p.key: p for p in m.metadata_props}
+    for k, v in props.items():
+        if k in existing:
+            existing[k].value = str(v)
+        else:
+            entry = m.metadata_props.add()
+            entry.key, entry.value = k, str(v)
+    onnx.save(m, str(path))
+
+
 def run_onnx(session: Any, x: np.ndarray) -> list[np.ndarray]:
     """Run an onnxruntime session on one float32 input batch."""
     name = session.get_inputs()[0].name

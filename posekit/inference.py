@@ -221,6 +221,19 @@ def build_model(spec: Any) -> torch.nn.Module:
     return built.model
 
 
+def load_network(name_or_checkpoint: Any = None, weights: str | Path | None = None,
+                 spec: Any = None) -> tuple[Any, torch.nn.Module, Any, str]:
+    """(spec, eval-mode network with the weights loaded, load report or None, where the spec came from)."""
+    spec, weights, source = resolve_spec(name_or_checkpoint, weights, spec)
+    model = build_model(spec)
+    report = None
+    if weights is not None:
+        from posekit.models.checkpoint import load_checkpoint
+
+        report = load_checkpoint(model, weights, strict=True)
+    return spec, model.eval(), report, source
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # task paths
 

@@ -1,10 +1,15 @@
-"""`posekit bench inference`: CPU images/s of zoo models at batch 1 and 8, eager vs BN-folded vs onnxruntime.
+"""`posekit bench inference`: CPU images/s of zoo models per backend at batch 1 and 8, against a same-run GEMM rate.
 
-Variants: `eager` (the model as built), `folded` (BatchNorm folded into convs via torch.fx), `folded_cl` (folded,
-channels_last memory format) and, with --onnx, `onnxruntime` (torch.onnx.export of the eager model, CPU provider).
+Backends are those of `posekit.backends` (the code PoseEstimator and `posekit infer` run): `torch` (eager),
+`folded` (BatchNorm folded into convs), `folded_cl` (folded, channels_last; bench only) and, with --onnx,
+`onnxruntime` (the cached export of the model's main output, the tuned SESSION_OPTIONS). Each row gives img/s, the
+GFLOP/s achieved (2 x the model's MACs at the bench input size x img/s) and that as a fraction of the fp32 GEMM rate
+measured in the same run (`--gemm`: numpy and torch square matmuls on the same threads; the larger is the
+reference). `--ort-options` also times the ONNX session under other option sets (plain onnxruntime defaults,
+parallel execution, no spinning, basic graph optimisation) so the tuned defaults are checked on this host.
 Weights are seeded random values with non-trivial BatchNorm statistics (speed does not depend on them; they make
-the reported max relative difference to eager meaningful). Timings are wall clock on a possibly shared machine:
-compare variants within one run.
+the reported max relative difference to eager meaningful). Wall clock on a possibly shared machine: compare rows
+within one run.
 """
 
 from __future__ import annotations
@@ -13,21 +18,26 @@ import argparse
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from posekit import models
+from posekit.backends import OnnxBackend, TorchBackend, create
 from posekit.errors import ConfigError
-from posekit.export import export_onnx, onnx_session, run_onnx
 from posekit.models.fuse import fold_batchnorm
 from posekit.tables import format_table
 
-HELP = "CPU images/s of zoo models (batch 1 and 8): eager, BN-folded, channels_last, onnxruntime (--onnx)"
+HELP = "CPU images/s of zoo models per backend (batch 1 and 8), GFLOP/s and fraction of a same-run GEMM rate"
 
 DEFAULT_MODELS = ("simplebaseline_res50_256x192", "hrnet_w32_256x192", "lpn_50_256x192")
+ORT_VARIANTS: dict[str, dict[str, Any]] = {
+    "ort_plain": {},  # marker: an onnxruntime.SessionOptions() with nothing set
+    "ort_parallel": {"execution_mode": "parallel", "inter_op_threads": 2},
+    "ort_nospin": {"spinning": False},
+    "ort_basic": {"graph_optimization": "basic"},
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,23 +46,68 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--input-size", nargs=2, type=int, default=[192, 256], metavar=("W", "H"),
                         help="input width and height (default 192 256 for every model)")
-    parser.add_argument("--iters", type=int, default=3, help="timed forwards per case (median reported)")
+    parser.add_argument("--iters", type=int, default=3,
+                        help="timed rounds per case; each round runs every backend once in turn (median)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch / onnxruntime threads (default: torch's)")
-    parser.add_argument("--onnx", action="store_true", help="also export to ONNX and time onnxruntime")
+    parser.add_argument("--onnx", action="store_true", help="also time onnxruntime (exported once, cached)")
+    parser.add_argument("--ort-options", action="store_true",
+                        help="with --onnx: also time other onnxruntime session options against the tuned ones")
+    parser.add_argument("--backends", nargs="+", default=None,
+                        help="only these rows (torch folded folded_cl onnxruntime ort_plain ...)")
+    parser.add_argument("--no-gemm", action="store_true", help="skip the GEMM reference measurement")
 
 
-def _time(fn: Callable[[], Any], iters: int, warmup: int) -> tuple[float, float]:
-    """(wall, process CPU) seconds per call: `warmup` untimed calls, then medians over `iters` timed calls."""
-    for _ in range(warmup):
-        fn()
-    wall, cpu = [], []
+def _interleaved(calls: dict[str, Callable[[], Any]], iters: int, warmup: int) -> dict[str, tuple[float, float]]:
+    """Per call: (wall, CPU) seconds, medians of `iters` rounds that run every call once in turn (so a change in
+    the machine's load hits every variant alike)."""
+    for fn in calls.values():
+        for _ in range(warmup):
+            fn()
+    wall: dict[str, list[float]] = {k: [] for k in calls}
+    cpu: dict[str, list[float]] = {k: [] for k in calls}
     for _ in range(max(iters, 1)):
-        w0, c0 = time.perf_counter(), time.process_time()
+        for k, fn in calls.items():
+            w0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            wall[k].append(time.perf_counter() - w0)
+            cpu[k].append(time.process_time() - c0)
+    return {k: (float(np.median(wall[k])), float(np.median(cpu[k]))) for k in calls}
+
+
+def gemm_rate(threads: int, n: int = 1024, iters: int = 5) -> dict[str, float]:
+    """fp32 GFLOP/s of an n x n matmul in numpy and in torch on `threads` threads (best of `iters`)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    flops = 2.0 * n**3
+    out: dict[str, float] = {}
+
+    def best(fn: Callable[[], Any]) -> float:
         fn()
-        wall.append(time.perf_counter() - w0)
-        cpu.append(time.process_time() - c0)
-    return float(np.median(wall)), float(np.median(cpu))
+        times = []
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return flops / min(times) / 1e9
+
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out["torch"] = best(lambda: torch.mm(ta, tb))
+    finally:
+        torch.set_num_threads(previous)
+    try:  # numpy's BLAS thread count is fixed at import; threadpoolctl (when installed) limits it
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=threads):
+            out["numpy"] = best(lambda: a @ b)
+    except ImportError:
+        out["numpy"] = best(lambda: a @ b)
+    out["reference"] = max(out.values())
+    return out
 
 
 def randomise(model: torch.nn.Module, seed: int = 0) -> None:
@@ -73,62 +128,78 @@ def randomise(model: torch.nn.Module, seed: int = 0) -> None:
                     m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
 
 
-def _torch_runner(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], Any]:
-    def call() -> Any:
-        with torch.inference_mode():
-            return model(x)
+def _plain_session(path: Any) -> Any:
+    import onnxruntime as ort
 
-    return call
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def bench_model(name: str, batch_sizes: list[int], input_size: tuple[int, int], iters: int, warmup: int,
-                onnx: bool, threads: int) -> list[dict[str, Any]]:
-    """Rows (variant, batch, images/s, max |diff| / max |eager output|) for one model."""
+                onnx: bool, threads: int, ort_options: bool = False, only: list[str] | None = None,
+                cache_dir: str | None = None) -> list[dict[str, Any]]:
+    """Rows (backend, batch, images/s, GFLOP/s, max |diff| / max |eager|) for one model."""
+    from posekit.models.complexity import count_macs
+
     model = models.build(name).eval()
     randomise(model)
     w, h = input_size
-    variants: dict[str, torch.nn.Module] = {"eager": model}
+    gflop = 2.0 * count_macs(model, input_size) / 1e9
+    runners: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"torch": TorchBackend(model)}
     notes = {}
     try:
         folded = fold_batchnorm(model)
-        variants["folded"] = folded
-        variants["folded_cl"] = folded.to(memory_format=torch.channels_last)
+        runners["folded"] = TorchBackend(folded, "folded")
+        runners["folded_cl"] = TorchBackend(folded.to(memory_format=torch.channels_last), "folded_cl")
     except ConfigError as e:
         notes["folded"] = str(e)
-    session = None
     if onnx:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"{name}.onnx"
-            export_onnx(model, input_size, path, dynamic_batch=True)
-            session = onnx_session(path, threads=threads)
+        try:
+            runners["onnxruntime"] = create("onnxruntime", model, input_size, name=name, cache_dir=cache_dir,
+                                            intra_op_threads=threads)
+            if ort_options:
+                path = runners["onnxruntime"].path
+                sess = _plain_session(path)
+                runners["ort_plain"] = _session_runner(sess)
+                for variant, opts in ORT_VARIANTS.items():
+                    if opts:
+                        runners[variant] = OnnxBackend(path, False, intra_op_threads=threads, **opts)
+        except ConfigError as e:
+            notes["onnxruntime"] = str(e)
+    if only:
+        runners = {k: v for k, v in runners.items() if k in only or k == "torch"}
     rows = []
     gen = torch.Generator().manual_seed(0)
     for batch in batch_sizes:
         x = torch.randn(batch, 3, h, w, generator=gen)
-        with torch.inference_mode():
-            ref = model(x)
-        ref = ref if isinstance(ref, torch.Tensor) else None
-        scale = (float(ref.abs().max()) or 1.0) if ref is not None else 1.0
-        for variant, net in variants.items():
-            xin = x.contiguous(memory_format=torch.channels_last) if variant.endswith("_cl") else x
-            sec, cpu = _time(_torch_runner(net, xin), iters, warmup)
-            diff = None
-            if ref is not None and variant != "eager":
-                with torch.inference_mode():
-                    diff = float((net(xin) - ref).abs().max()) / scale
+        xcl = x.contiguous(memory_format=torch.channels_last)
+        ref = runners["torch"](x)
+        scale = float(ref.abs().max()) or 1.0
+        calls = {v: _bind(r, xcl if v.endswith("_cl") else x) for v, r in runners.items() if not only or v in only}
+        timings = _interleaved(calls, iters, warmup)
+        for variant, (sec, cpu) in timings.items():
+            diff = None if variant == "torch" else float((calls[variant]() - ref).abs().max()) / scale
             rows.append({"model": name, "variant": variant, "batch": batch, "images_per_s": batch / sec,
-                         "images_per_cpu_s": batch / cpu, "ms_per_batch": 1000 * sec, "max_rel_diff": diff})
-        if session is not None:
-            xn = x.numpy()
-            sec, cpu = _time(lambda: run_onnx(session, xn), iters, warmup)  # noqa: B023 - called in this iteration
-            diff = float(np.abs(run_onnx(session, xn)[0] - ref.numpy()).max()) / scale if ref is not None else None
-            rows.append({"model": name, "variant": "onnxruntime", "batch": batch, "images_per_s": batch / sec,
-                         "images_per_cpu_s": batch / cpu, "ms_per_batch": 1000 * sec, "max_rel_diff": diff})
+                         "images_per_cpu_s": batch / cpu, "ms_per_batch": 1000 * sec, "max_rel_diff": diff,
+                         "gflop_per_image": gflop, "gflops": gflop * batch / sec})
     for variant, msg in notes.items():
         rows.append({"model": name, "variant": variant, "batch": None, "images_per_s": None, "images_per_cpu_s": None,
-                     "ms_per_batch": None,
-                     "max_rel_diff": None, "note": msg})
+                     "ms_per_batch": None, "max_rel_diff": None, "note": msg})
     return rows
+
+
+def _bind(fn: Callable[[torch.Tensor], Any], x: torch.Tensor) -> Callable[[], Any]:
+    return lambda: fn(x)
+
+
+def _session_runner(sess: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    name = sess.get_inputs()[0].name
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(sess.run(None, {name: np.ascontiguousarray(x.numpy())})[0])
+
+    return run
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -137,18 +208,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ConfigError(f"--models: unknown {', '.join(unknown)}; `posekit models` lists the zoo")
+    if any(b < 1 for b in args.batch_sizes):
+        raise ConfigError(f"--batch-sizes must be >= 1, got {args.batch_sizes}")
     threads = args.threads or torch.get_num_threads()
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
+        gemm = None if args.no_gemm else gemm_rate(threads)
         rows = []
-        for name in names:
-            rows += bench_model(name, list(args.batch_sizes), tuple(args.input_size), args.iters, args.warmup,
-                                args.onnx, threads)
+        with tempfile.TemporaryDirectory(prefix="posekit-bench-onnx-") as tmp:
+            for name in names:
+                rows += bench_model(name, list(args.batch_sizes), tuple(args.input_size), args.iters, args.warmup,
+                                    args.onnx, threads, ort_options=args.ort_options, only=args.backends,
+                                    cache_dir=tmp)
     finally:
         torch.set_num_threads(previous)
+    if gemm:
+        for r in rows:
+            if r.get("gflops") is not None:
+                r["gemm_fraction"] = r["gflops"] / gemm["reference"]
     return {"threads": threads, "input_size": list(args.input_size), "iters": args.iters, "warmup": args.warmup,
-            "torch": torch.__version__, "rows": rows}
+            "torch": torch.__version__, "gemm_gflops": gemm, "rows": rows}
 
 
 def render(result: dict[str, Any]) -> str:
@@ -158,17 +238,22 @@ def render(result: dict[str, Any]) -> str:
         if r["batch"] is not None:
             table.setdefault((r["model"], r["variant"]), {})[r["batch"]] = r
     rows = []
+    has_gemm = bool(result.get("gemm_gflops"))
     for (model, variant), by_batch in table.items():
         diffs = [r["max_rel_diff"] for r in by_batch.values() if r["max_rel_diff"] is not None]
-        rows.append([model, variant]
-                    + [round(by_batch[b]["images_per_s"], 1) if b in by_batch else "-" for b in batches]
-                    + [round(by_batch[b]["images_per_cpu_s"], 1) if b in by_batch else "-" for b in batches]
-                    + [f"{max(diffs):.1e}" if diffs else "-"])
+        row = [model, variant] + [round(by_batch[b]["images_per_s"], 1) if b in by_batch else "-" for b in batches]
+        row += [round(by_batch[b]["gflops"], 1) if b in by_batch else "-" for b in batches]
+        if has_gemm:
+            row += [f"{by_batch[b]['gemm_fraction']:.0%}" if b in by_batch else "-" for b in batches]
+        row += [f"{max(diffs):.1e}" if diffs else "-"]
+        rows.append(row)
     w, h = result["input_size"]
-    head = (f"CPU inference at {h}x{w}, {result['threads']} threads, median of {result['iters']} forwards "
-            f"after {result['warmup']} warm-up. img/s: wall clock (noisy on a shared machine); img/CPU-s: images per "
-            f"second of process CPU time (robust to sharing at 1 thread; inflated by OpenMP spin-waits otherwise)")
+    gemm = result.get("gemm_gflops")
+    gemm_text = (f"; fp32 GEMM reference {gemm['reference']:.0f} GFLOP/s (numpy {gemm['numpy']:.0f}, torch "
+                 f"{gemm['torch']:.0f}) measured in this run" if gemm else "")
+    head = (f"CPU inference at {h}x{w}, {result['threads']} threads, median of {result['iters']} forwards after "
+            f"{result['warmup']} warm-up{gemm_text}. Wall clock: compare rows within one run on a shared machine")
     notes = [f"{r['model']} {r['variant']}: {r['note']}" for r in result["rows"] if r.get("note")]
-    body = format_table(rows, ["model", "variant"] + [f"b{b} img/s" for b in batches]
-                        + [f"b{b} img/CPU-s" for b in batches] + ["max|diff|/max|eager|"], digits=1)
-    return "\n".join([head, body] + notes)
+    header = (["model", "backend"] + [f"b{b} img/s" for b in batches] + [f"b{b} GFLOP/s" for b in batches]
+              + ([f"b{b} of GEMM" for b in batches] if has_gemm else []) + ["max|diff|/max|eager|"])
+    return "\n".join([head, format_table(rows, header, digits=1)] + notes)

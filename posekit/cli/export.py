@@ -1,8 +1,14 @@
-"""`posekit export`: a zoo model with its weights -> ONNX, checked against PyTorch in onnxruntime."""
+"""`posekit export`: a model with its weights -> ONNX, checked against PyTorch in onnxruntime.
+
+The model spec (input size, codec, skeleton, colour order) is the one stored in a posekit weights file, else the
+zoo entry of --model or the --config; a disagreement is an error. The spec is written into the ONNX metadata
+(key "posekit_spec", JSON).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -15,7 +21,9 @@ HELP = "export a zoo model with its weights to ONNX and print the max abs differ
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from posekit.export import OPSET
 
-    parser.add_argument("--model", required=True, help="zoo model name (`posekit models` lists them)")
+    parser.add_argument("--model", help="zoo model name (`posekit models` lists them); optional when --weights is a "
+                                        "posekit weights file, which carries its model spec")
+    parser.add_argument("--config", metavar="YAML", help="the training config of --weights (model, input size)")
     parser.add_argument("--weights", help="checkpoint file (official or posekit); required unless --random-weights")
     parser.add_argument("--random-weights", action="store_true",
                         help="export a randomly initialised network without --weights (for tests only)")
@@ -27,25 +35,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from posekit import models
-    from posekit.export import export_onnx
-    from posekit.models.checkpoint import load_checkpoint
+    from posekit.export import add_metadata, export_onnx
+    from posekit.inference import load_network
 
     if args.weights is None and not args.random_weights:
         raise ConfigError("--weights is required (a checkpoint of --model); pass --random-weights to export a "
                           "randomly initialised network on purpose")
-    entry = models.entry(args.model)
-    model = models.build(args.model)
-    if args.weights is not None:
-        load_checkpoint(model, args.weights, strict=True)
+    if args.model and args.config:
+        raise ConfigError("give --model or --config, not both (the config names its model)")
+    spec = None
+    if args.config:
+        from posekit.config import load_config
+        from posekit.engine.build import model_spec
+
+        spec = model_spec(load_config(args.config))
+    if spec is None and not args.model and args.weights is None:
+        raise ConfigError("--random-weights needs --model or --config (which network to build)")
+    spec, model, _, source = load_network(args.model, args.weights, spec)
     t0 = time.perf_counter()
-    diff = export_onnx(model, entry.input_size, args.out, dynamic_batch=args.dynamic_batch, opset=args.opset)
+    diff = export_onnx(model, spec.input_size, args.out, dynamic_batch=args.dynamic_batch, opset=args.opset)
+    add_metadata(args.out, {"posekit_spec": json.dumps(spec.to_dict())})
     dt = time.perf_counter() - t0
-    w, h = entry.input_size
+    w, h = spec.input_size
     size_mb = Path(args.out).stat().st_size / 2**20
     batch = "N" if args.dynamic_batch else "1"
-    print(f"posekit export: {args.model} -> {args.out} ({size_mb:.1f} MiB, opset {args.opset}, input "
-          f"[{batch},3,{h},{w}]{', random weights' if args.weights is None else ''}) in {dt:.1f} s")
+    print(f"posekit export: {spec.name} -> {args.out} ({size_mb:.1f} MiB, opset {args.opset}, input "
+          f"[{batch},3,{h},{w}] {'RGB' if spec.color_rgb else 'BGR'}, codec {spec.codec}; {source}"
+          f"{', random weights' if args.weights is None else ''}) in {dt:.1f} s")
     print(f"max abs diff onnxruntime vs PyTorch: {diff:.3g}")
     if not diff <= args.tolerance:
         print(f"posekit export: error: difference {diff:.3g} exceeds --tolerance {args.tolerance:g}", file=sys.stderr)

@@ -15,16 +15,22 @@ def test_bench_inference_json_tiny(capsys):
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
     rows = result["rows"]
-    assert {(r["variant"], r["batch"]) for r in rows} == {(v, b) for v in ("eager", "folded", "folded_cl")
+    assert {(r["variant"], r["batch"]) for r in rows} == {(v, b) for v in ("torch", "folded", "folded_cl")
                                                           for b in (1, 2)}
     assert all(r["images_per_s"] > 0 for r in rows)
-    assert all(r["max_rel_diff"] < 1e-4 for r in rows if r["variant"] != "eager")
+    assert all(r["max_rel_diff"] < 1e-4 for r in rows if r["variant"] != "torch")
+    # GFLOP/s = 2 x MACs x img/s, and its fraction of the GEMM rate measured in the same run
+    gemm = result["gemm_gflops"]
+    assert gemm["reference"] == max(gemm["numpy"], gemm["torch"]) > 0
+    for r in rows:
+        assert r["gflops"] == pytest.approx(r["gflop_per_image"] * r["images_per_s"])
+        assert r["gemm_fraction"] == pytest.approx(r["gflops"] / gemm["reference"])
 
 
 @pytest.mark.slow
 def test_bench_inference_onnx_table(capsys):
     argv = ["bench", "inference", "--models", "simplebaseline_res18_128x96", "--input-size", "96", "128",
-            "--batch-sizes", "1", "--iters", "1", "--warmup", "0", "--onnx"]
+            "--batch-sizes", "1", "--iters", "1", "--warmup", "0", "--onnx", "--ort-options", "--no-gemm"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "onnxruntime" in out and "b1 img/s" in out
+    assert "onnxruntime" in out and "b1 img/s" in out and "ort_plain" in out and "ort_nospin" in out
