@@ -36,6 +36,16 @@ def _official_codec(cfg: Config) -> str:
                       "'offset' = UDP CombinedTarget) heatmaps; set MODEL.CODEC to choose another codec")
 
 
+def _same_stride(zoo_input: tuple[int, int], zoo_heatmap: tuple[int, int], input_size: Any) -> tuple[int, int]:
+    """Heatmap size of another input size at the zoo model's stride (odd 'n * s + 1' sizes keep that form: G-RMI)."""
+    odd = all(i % 2 == 1 and (i - 1) % (h - 1) == 0 for i, h in zip(zoo_input, zoo_heatmap))
+    if odd:
+        stride = (zoo_input[0] - 1) // (zoo_heatmap[0] - 1)
+        return tuple((int(s) - 1) // stride + 1 for s in input_size)
+    stride = zoo_input[0] // zoo_heatmap[0]
+    return tuple(int(s) // stride for s in input_size)
+
+
 def model_spec(cfg: Config) -> ModelSpec:
     """Resolve MODEL.ZOO or MODEL.NAME/EXTRA/IMAGE_SIZE into a ModelSpec (no network is built)."""
     from posekit import models
@@ -47,8 +57,7 @@ def model_spec(cfg: Config) -> ModelSpec:
         input_size = tuple(m.IMAGE_SIZE) if m.IMAGE_SIZE else e.input_size
         heatmap_size = tuple(m.HEATMAP_SIZE) if m.HEATMAP_SIZE else e.heatmap_size
         if m.IMAGE_SIZE and not m.HEATMAP_SIZE:  # keep the zoo model's output stride
-            stride = e.input_size[0] // e.heatmap_size[0]
-            heatmap_size = (input_size[0] // stride, input_size[1] // stride)
+            heatmap_size = _same_stride(e.input_size, e.heatmap_size, input_size)
         codec = m.CODEC or e.codec
         codec_cfg.update(e.codec_cfg if codec == e.codec else {})
         skeleton = cfg.DATASET.SKELETON or e.skeleton
