@@ -20,6 +20,7 @@ VERBS = {
     "eval": "eval",
     "models": "models",
     "bench": "bench",
+    "adapt": "adapt",
 }
 
 
@@ -45,6 +46,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_device(device: str | None) -> None:
+    """A --device this torch build cannot use is an error before any work starts."""
+    if not device:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise PosekitError(f"--device {device!r}: expected cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise PosekitError(f"--device {device}: this torch build has no usable CUDA device (use --device cpu)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise PosekitError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) present")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `posekit` command."""
     parser = build_parser()
@@ -60,9 +77,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        _check_device(getattr(args, "device", None))
         return int(args._run(args) or 0)
     except PosekitError as e:
         print(f"posekit {args.verb}: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # unreadable input / unwritable output: the file and the reason, no traceback
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"posekit {args.verb}: error: {where}{e.strerror or e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"posekit {args.verb}: interrupted", file=sys.stderr)

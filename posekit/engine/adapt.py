@@ -817,6 +817,9 @@ def adapt(cfg: AdaptConfig, domains: Domains, out_dir: str | os.PathLike, resume
     continues from out_dir/checkpoint.pth. `init_weights`: a state_dict (e.g. a source-only run's final_state.pth).
     """
     out = Path(out_dir)
+    ckpt_path = out / "checkpoint.pth"
+    if resume and not ckpt_path.is_file():
+        raise ConfigError(f"adapt --resume: {ckpt_path} does not exist")
     out.mkdir(parents=True, exist_ok=True)
     st = _setup(cfg, domains, device)
     if init_weights:
@@ -825,11 +828,8 @@ def adapt(cfg: AdaptConfig, domains: Domains, out_dir: str | os.PathLike, resume
         st.net.load_state_dict({k: v for k, v in state.items()}, strict=False)
     optimizer = _optimizer(cfg, st.net)
     criterion = adapt_criterion(cfg.beta if cfg.method == "wscda" else 1.0, cfg.w1)
-    ckpt_path = out / "checkpoint.pth"
     epoch, history, pseudo_file, spent = 0, [], None, 0.0
     if resume:
-        if not ckpt_path.is_file():
-            raise ConfigError(f"adapt --resume: {ckpt_path} does not exist")
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         if state.get("config") != asdict(cfg):
             diff = [k for k, v in asdict(cfg).items() if state.get("config", {}).get(k) != v]
