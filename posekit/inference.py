@@ -381,7 +381,8 @@ class PoseEstimator:
         """Results (path, image, poses) of images, folders (their images and videos, sorted) and videos, in order.
 
         `boxes`: None (the whole image / frame), one array [M,4|5] for every input, a mapping from a file's path,
-        name, stem or numeric stem to its boxes, or a callable(path, image, frame_index_or_None) -> boxes (or
+        name, stem or numeric stem to its boxes (an image without an entry has no boxes, a video's frames then use
+        the whole frame), or a callable(path, image, frame_index_or_None) -> boxes (or
         (boxes, scores), or None for the whole image). Unreadable images are yielded with `error` set and no
         image when on_error="skip", raised as DataError when "stop". Several images (or frames) share network
         batches; results come out in input order.
@@ -465,7 +466,7 @@ def _boxes_for(boxes: BoxesArg, path: Path, image: np.ndarray, frame: int | None
         for k in keys:
             if k in boxes:
                 return boxes[k]
-        return np.zeros((0, 4))
+        return None if frame is not None else np.zeros((0, 4))  # videos without an entry: the whole frame
     return boxes
 
 
