@@ -100,3 +100,12 @@ def test_bad_options_raise():
         ResPoseNet(depth=20)
     with pytest.raises(ConfigError, match="unknown posenet3d option"):
         posekit.models.build("posenet3d_res50_256x256", num_deconv=2)
+
+
+@pytest.mark.slow
+def test_small_model_exports_to_onnx_with_coords_output(tmp_path):
+    from posekit.export import export_onnx
+
+    model = posekit.models.build("posenet3d_res18_128x128")
+    diff, scale = export_onnx(model, (128, 128), tmp_path / "p3d.onnx", dynamic_batch=True, return_scale=True)
+    assert diff <= 1e-4 * max(scale, 1.0)  # the ONNX graph ends in the soft-argmax: [N, 18, 3] coords
