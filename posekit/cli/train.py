@@ -68,19 +68,33 @@ def run(args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
         progress = partial(tqdm, file=sys.stderr, unit="it", dynamic_ncols=True, leave=False)
+    def event(kind: str, info: dict) -> None:
+        if kind == "resume":
+            _say(main, f"resuming {info['checkpoint']}: epoch {info['epoch']} step {info['step']} "
+                       f"(iteration {info['iteration']})")
+        elif kind == "eval":
+            m = info["metrics"]
+            shown = "  ".join(f"{k} {m[k]:.4f}" for k in list(m)[:3] if isinstance(m[k], float))
+            _say(main, f"  held-out at iteration {info['iteration']} ({info['train_minutes']:.1f} min): {shown}"
+                       + ("  (best)" if info.get("best") else ""))
+
     result = fit(cfg, out, resume=args.resume, progress=progress,
-                 on_epoch=lambda s: _say(main, _epoch_line(s)), device=args.device)
+                 on_epoch=lambda s: _say(main, _epoch_line(s)), device=args.device, on_event=event)
     if not main:
         return 0
     rows = [["stopped", result["stop_reason"]], ["epochs done", result["epoch"]],
             ["iterations", result["iteration"]],
             [f"best {result['metric']}", "-" if result["best_metric"] is None else f"{result['best_metric']:.4f}"],
             ["checkpoint", result["checkpoint"]]]
-    for key in ("best_weights", "final_weights"):
+    for key in ("best_weights", "final_weights", "last_weights"):
         if result[key]:
             rows.append([key.replace("_", " "), result[key]])
     print(format_table(rows, ["result", "value"]))
     if result["stop_reason"] != "completed":
-        print(f"continue with: posekit train {args.config} {' '.join(args.overrides)} --out {out} --resume".replace(
-            "  ", " "))
+        import shlex
+
+        again = ["posekit", "train", args.config, *args.overrides, "--out", str(out), "--resume"]
+        if result["stop_reason"] in ("max_iters", "max_minutes"):
+            print(f"(stopped by TRAIN.{result['stop_reason'].upper()}: raise it on the resumed run to go further)")
+        print("continue with: " + " ".join(shlex.quote(a) for a in again))
     return 130 if result["stop_reason"] == "interrupted" else 0
