@@ -125,9 +125,17 @@ class Codec:
         """Keypoints [K,2] in crop input px and visible [K] -> {"target", "target_weight" [K,1], ...}."""
         raise NotImplementedError
 
-    def decode(self, outputs: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-        """Network outputs [N,C,h,w] -> (keypoints [N,K,2] float64 crop input px, scores [N,K] float32)."""
+    def decode_heatmap(self, outputs: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        """Network outputs [N,C,h,w] -> (heatmap coords [N,K,2], scores [N,K]): each codec's own decoding."""
         raise NotImplementedError
+
+    def decode(self, outputs: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        """Network outputs [N,C,h,w] -> (keypoints [N,K,2] float64 crop input px, scores [N,K] float32).
+
+        The template: `decode_heatmap` (per codec) then heatmap px -> input px with the codec's affine convention.
+        """
+        coords, scores = self.decode_heatmap(outputs)
+        return self.heatmap_to_input(coords), scores
 
     def flip_back(self, outputs: ArrayLike, flip_index: Sequence[int] | np.ndarray) -> ArrayLike:
         """Outputs of the mirrored crop -> outputs aligned with the original crop (numpy or torch in, same out)."""

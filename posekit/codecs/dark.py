@@ -167,7 +167,3 @@ class DarkCodec(Codec):
         coords, maxvals = dark_heatmap_coords(self._check_outputs(outputs), self.blur_kernel)
         return coords, maxvals[..., 0]
 
-    def decode(self, outputs: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-        """Outputs [N,K,h,w] -> (keypoints [N,K,2] input px float64, scores [N,K])."""
-        coords, scores = self.decode_heatmap(outputs)
-        return self.heatmap_to_input(coords), scores

@@ -123,10 +123,6 @@ class IntegralCodec(Codec):
             scores = torch.softmax(t.reshape(*x.shape[:2], -1) * self.beta, dim=-1).amax(dim=-1).numpy()
         return coords, scores
 
-    def decode(self, outputs: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-        """Outputs [N,K,h,w] -> (keypoints [N,K,2] input px float64, scores [N,K])."""
-        coords, scores = self.decode_heatmap(outputs)
-        return self.heatmap_to_input(coords), scores
 
     def perfect_outputs(self, keypoints: np.ndarray) -> np.ndarray:
         """Logits whose softmax(beta * .) is the normalised Gaussian (sigma) at each keypoint: [K,h,w]."""
@@ -172,7 +168,3 @@ class BetaSoftArgmaxCodec(Codec):
             coords = quarter_offset(coords, hm)
         return coords, maxvals[..., 0].astype(np.float32)
 
-    def decode(self, outputs: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-        """Outputs [N,K,h,w] -> (keypoints [N,K,2] input px float64, scores [N,K])."""
-        coords, scores = self.decode_heatmap(outputs)
-        return self.heatmap_to_input(coords), scores

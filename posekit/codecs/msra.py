@@ -160,7 +160,3 @@ class MSRACodec(Codec):
             coords = quarter_offset(coords, hm)
         return coords, maxvals[..., 0]
 
-    def decode(self, outputs: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-        """Outputs [N,K,h,w] -> (keypoints [N,K,2] input px float64, scores [N,K])."""
-        coords, scores = self.decode_heatmap(outputs)
-        return self.heatmap_to_input(coords), scores

@@ -71,10 +71,6 @@ class GRMIOffsetCodec(Codec):
         scores = _sigmoid(peak) if self.sigmoid_scores else peak.astype(np.float32)
         return coords, scores
 
-    def decode(self, outputs: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-        """Outputs [N,3K,h,w] -> (keypoints [N,K,2] input px float64, scores [N,K])."""
-        coords, scores = self.decode_heatmap(outputs)
-        return self.heatmap_to_input(coords), scores
 
     def flip_back(self, outputs: ArrayLike, flip_index: Sequence[int] | np.ndarray) -> ArrayLike:
         """Mirror along w, swap left/right joints in each of the 3 blocks, negate the x offsets."""

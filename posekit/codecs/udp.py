@@ -201,11 +201,6 @@ class UDPCodec(Codec):
         preds, maxvals = get_max_preds(hm)
         return post_dark_udp(preds, hm, self.blur_kernel), maxvals[..., 0]
 
-    def decode(self, outputs: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-        """Outputs [N,K,h,w] -> (keypoints [N,K,2] input px float64, scores [N,K])."""
-        coords, scores = self.decode_heatmap(outputs)
-        return self.heatmap_to_input(coords), scores
-
 
 class UDPOffsetCodec(Codec):
     """UDP CombinedTarget: per joint 3 channels (response disc, x offset, y offset / valid radius); udp affine.
@@ -237,10 +232,6 @@ class UDPOffsetCodec(Codec):
         coords, maxvals = decode_combined(self._check_outputs(outputs), self.blur_kernel, self.valid_radius_factor)
         return coords, maxvals[..., 0]
 
-    def decode(self, outputs: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-        """Outputs [N,3K,h,w] -> (keypoints [N,K,2] input px float64, scores [N,K])."""
-        coords, scores = self.decode_heatmap(outputs)
-        return self.heatmap_to_input(coords), scores
 
     def flip_back(self, outputs: ArrayLike, flip_index: Sequence[int] | np.ndarray) -> ArrayLike:
         """Official CombinedTarget flip_back: negate x offsets, swap joint triples, mirror along w."""
