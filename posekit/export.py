@@ -69,7 +69,8 @@ def export_onnx(model: nn.Module, input_size: tuple[int, int], path: str | Path,
     model.eval()
     w, h = input_size
     try:
-        example = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+        # a batch-1 example lets torch.export specialise the batch to 1 in some graphs (PRTR's attention)
+        example = torch.randn(2 if dynamic_batch else 1, 3, h, w, generator=torch.Generator().manual_seed(0))
         dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=1024)},) if dynamic_batch else None
         # The exporter reports progress on stdout/stderr and warns about opset conversions: library code is quiet.
         onnx_log = logging.getLogger("torch.onnx")

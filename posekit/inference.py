@@ -276,6 +276,7 @@ def _topdown(est: PoseEstimator, images: Sequence[np.ndarray], boxes: Sequence |
 
 
 register_task_path("topdown", _topdown, needs_boxes=True)
+register_task_path("prtr", _topdown, needs_boxes=True)  # PRTR: the same crops; its codec stacks the flip passes
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -88,6 +88,8 @@ def forward_flip(run: Runner, x: torch.Tensor, codec: Any, flip_index: Sequence[
         return run(x)
     n = x.shape[0]
     out = run(torch.cat([x, torch.flip(x, dims=(3,))]))
+    if getattr(codec, "stack_flip_passes", False):  # e.g. PRTR: decode each pass, then average (codec.decode)
+        return torch.stack([out[:n], codec.flip_back(out[n:], flip_index)], dim=1)
     return (out[:n] + codec.flip_back(out[n:], flip_index)) * 0.5
 
 

@@ -12,8 +12,12 @@ crop (`flip_index` given): x -> 1 - x in normalised units (continuous, NOT the t
 convention), then coordinates and scores are swapped pairwise. The flip test averages both passes' keypoints and
 scores (`decode_flip_test`); averaging in crop px equals the official average in image px (one affine per box).
 
-Network outputs: the PoseTransformer dict (`pred_logits` [N,Q,J+1], `pred_coords` [N,Q,2]) or a (logits, coords)
-pair, numpy or torch.
+Network outputs: the PoseTransformer dict (`pred_logits` [N,Q,J+1], `pred_coords` [N,Q,2]), a (logits, coords)
+pair, or the packed tensor [N,Q,J+3] = (logits, x, y) that the network also returns as "out"; numpy or torch.
+For the generic top-down runner (posekit.runtime): `flip_back(packed)` maps a mirrored crop's packed output to the
+original crop's frame (joint-class columns permuted, x -> 1 - x; matching is permutation-equivariant, so decoding it
+equals the official flipped decoding), and `decode` of two stacked passes [N,2,Q,J+3] (`stack_flip_passes`)
+decodes each pass and averages, as official (queries of two passes cannot be averaged before matching).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from scipy.optimize import linear_sum_assignment
 
 from posekit.codecs.base import ArrayLike, Codec, check_keypoints, to_numpy
@@ -54,6 +59,7 @@ class CoordCodec(Codec):
 
     name = "coord"
     affine = "standard"
+    stack_flip_passes = True  # flip test: the runner stacks (output, flipped-back output) for decode to average
 
     def __init__(self, input_size: Sequence[int] = (192, 256), heatmap_size: Sequence[int] | None = None,
                  num_keypoints: int = 17, sigma: float = 2.0, joint_weights: Sequence[float] | None = None,
@@ -85,6 +91,13 @@ class CoordCodec(Codec):
 
     # -- decode ----------------------------------------------------------------------------------------------------
     def _split(self, outputs: Any) -> tuple[np.ndarray, np.ndarray]:
+        k = self.num_keypoints
+        if isinstance(outputs, (np.ndarray, torch.Tensor)):
+            packed = to_numpy(outputs)
+            if packed.ndim not in (2, 3) or packed.shape[-1] != k + 3:
+                raise DataError(f"codec coord: packed outputs {packed.shape}, expected [N, Q, {k + 3}] "
+                                "(logits, x, y)")
+            outputs = (packed[..., : k + 1], packed[..., k + 1:])
         if isinstance(outputs, dict):
             if "pred_logits" not in outputs or "pred_coords" not in outputs:
                 raise DataError(f"codec coord: outputs need pred_logits and pred_coords, got {sorted(outputs)}")
@@ -97,7 +110,6 @@ class CoordCodec(Codec):
         lg, co = to_numpy(logits), to_numpy(coords)
         if lg.ndim == 2:
             lg, co = lg[None], co[None]
-        k = self.num_keypoints
         if lg.ndim != 3 or lg.shape[2] != k + 1 or co.shape != lg.shape[:2] + (2,) or lg.shape[1] < k:
             raise DataError(f"codec coord: pred_logits {lg.shape} / pred_coords {co.shape}, expected "
                             f"[N, Q>={k}, {k + 1}] / [N, Q, 2]")
@@ -125,7 +137,15 @@ class CoordCodec(Codec):
 
     def decode(self, outputs: Any, flip_index: Sequence[int] | np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
-        """Network outputs -> (keypoints [N,K,2] float64 crop input px, scores [N,K] float32)."""
+        """Network outputs -> (keypoints [N,K,2] float64 crop input px, scores [N,K] float32).
+
+        Packed outputs of two passes [N,2,Q,J+3] (the second flipped back) decode to the flip-test average."""
+        if isinstance(outputs, (np.ndarray, torch.Tensor)) and outputs.ndim == 4:
+            if outputs.shape[1] != 2:
+                raise DataError(f"codec coord: stacked passes {tuple(outputs.shape)}, expected [N, 2, Q, J+3]")
+            a, sa = self.decode(outputs[:, 0])
+            b, sb = self.decode(outputs[:, 1])
+            return (a + b) * 0.5, ((sa.astype(np.float64) + sb) * 0.5).astype(np.float32)
         xy, scores = self.decode_normalized(outputs, flip_index)
         px = (xy * np.asarray(self.input_size, dtype=np.float32)).astype(np.float32)
         return px.astype(np.float64), scores
@@ -138,6 +158,18 @@ class CoordCodec(Codec):
         return (a + b) * 0.5, ((sa.astype(np.float64) + sb) * 0.5).astype(np.float32)
 
     def flip_back(self, outputs: ArrayLike, flip_index: Sequence[int] | np.ndarray) -> ArrayLike:
-        """Not defined: matched queries cannot be averaged before decoding; use decode_flip_test."""
-        raise DataError("codec coord: PRTR outputs are not averaged before decoding; use decode_flip_test(outputs, "
-                        "flipped_outputs, flip_index)")
+        """Packed outputs [N,Q,J+3] of mirrored crops -> the original crops' frame (joint classes swapped by
+        flip_index, x -> 1 - x); numpy or torch in, same out. Decode it; never average it with another pass."""
+        k = self.num_keypoints
+        if outputs.ndim != 3 or outputs.shape[-1] != k + 3:
+            raise DataError(f"codec coord: flip_back needs packed outputs [N, Q, {k + 3}], got {tuple(outputs.shape)}")
+        idx = np.asarray(flip_index, dtype=np.int64)
+        if idx.shape != (k,):
+            raise DataError(f"codec coord: flip_index has {idx.shape} entries, expected ({k},)")
+        order = np.concatenate([idx, np.arange(k, k + 3)])
+        if isinstance(outputs, torch.Tensor):
+            out = outputs[..., torch.as_tensor(order, device=outputs.device)].clone()
+        else:
+            out = np.array(np.asarray(outputs)[..., order], copy=True)
+        out[..., k + 1] = 1.0 - out[..., k + 1]
+        return out

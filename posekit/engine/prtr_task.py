@@ -98,12 +98,15 @@ def set_loss(criterion: nn.Module) -> Criterion:
     return loss
 
 
-@torch.no_grad()
 def predict_prtr(model: nn.Module, dataset: Any, codec: Any, flip_index: Sequence[int] | np.ndarray | None = None,
                  batch_size: int = 32, workers: int = 0, device: str | torch.device | None = None,
                  color_rgb: bool = True, progress: Callable[..., Any] | None = None) -> Any:
-    """Run a PRTR network over a TopDownDataset (train=False): matched decoding (+ flip test) -> image px."""
-    from posekit.engine.predict import Predictions, collate, rgb_to_official_bgr
+    """Run a PRTR network over a TopDownDataset (train=False): matched decoding (+ flip test) -> image px.
+
+    The network runs through posekit.runtime.forward_flip (mirrored crops in the same batch; with the coord codec
+    both passes are stacked and decode averages them after matching, as official)."""
+    from posekit.engine.predict import Predictions, collate
+    from posekit.runtime import forward_flip, torch_runner
 
     if len(dataset) == 0:
         raise DataError("predict: the dataset has no boxes")
@@ -112,17 +115,13 @@ def predict_prtr(model: nn.Module, dataset: Any, codec: Any, flip_index: Sequenc
                         pin_memory=device.type == "cuda")
     was_training = model.training
     model.eval()
+    run = torch_runner(model)
     bar = progress(total=len(dataset), desc="predict", unit="box") if progress else None
     rows: dict[str, list[np.ndarray]] = {k: [] for k in ("kpts", "ids", "scores", "centers", "sizes", "anns")}
     try:
         for crops, _, _, meta in loader:
-            x = crops.to(device, non_blocking=True)
-            x = x if color_rgb else rgb_to_official_bgr(x)
-            out = model(x)
-            if flip_index is not None:
-                coords, scores = codec.decode_flip_test(out, model(torch.flip(x, dims=(3,))), flip_index)
-            else:
-                coords, scores = codec.decode(out)
+            out = forward_flip(run, crops.to(device, non_blocking=True), codec, flip_index, color_rgb)
+            coords, scores = codec.decode(out)
             image_xy = geometry.transform_preds(coords, meta["center"], meta["size"], codec.input_size,
                                                 kind=codec.affine)
             rows["kpts"].append(np.concatenate([image_xy, np.asarray(scores, np.float64)[..., None]], axis=2))

@@ -5,7 +5,8 @@ HRNet with its 2048-channel head), a 1x1 input projection to HIDDEN_DIM, a DETR 
 sine positional encoding and NUM_QUERIES learned queries, and two heads applied to every decoder layer: a class head
 (NUM_JOINTS joints + one "no-object" class, the LAST index) and a 3-layer MLP whose sigmoid gives normalised (x, y)
 crop coordinates. forward(x) returns {"pred_logits" [B,Q,J+1], "pred_coords" [B,Q,2], "aux_outputs": [{...}] for
-decoder layers 0..L-2} (no aux_outputs when aux_loss is False).
+decoder layers 0..L-2} (no aux_outputs when aux_loss is False), plus "out" = cat(pred_logits, pred_coords) [B,Q,J+3]
+(a posekit addition: one tensor for the generic inference path and ONNX; the criterion ignores it).
 
 State-dict layout as official: `transformer.encoder.layers.N.*`, `transformer.decoder.layers.N.*`,
 `transformer.decoder.norm.*` (+ `transformer.encoder.norm.*` in pre-norm mode), `backbone.0.body.*` (the backbone),
@@ -428,6 +429,9 @@ class PoseTransformer(nn.Module):
         logits = self.class_embed(hs)
         coords = self.kpt_embed(hs).sigmoid()
         out: dict[str, Any] = {"pred_logits": logits[-1], "pred_coords": coords[-1]}
+        # posekit addition: both last-layer heads in one tensor [B,Q,J+3] (logits, x, y), the single output that
+        # posekit's generic inference runner (main_output picks "out") and the ONNX backends decode.
+        out["out"] = torch.cat([logits[-1], coords[-1]], dim=-1)
         if self.aux_loss:
             out["aux_outputs"] = [{"pred_logits": a, "pred_coords": b}
                                   for a, b in zip(logits[:-1], coords[:-1], strict=True)]

@@ -57,7 +57,7 @@ def test_flip_test_averages_both_passes(reference_dir):
     k1, s1 = c.decode(b, fi)
     np.testing.assert_allclose(kp, (k0 + k1) / 2)
     np.testing.assert_allclose(sc, (s0 + s1) / 2, rtol=1e-6)
-    with pytest.raises(DataError, match="decode_flip_test"):
+    with pytest.raises(DataError, match="packed"):
         c.flip_back(io["pred_logits"], fi)
 
 
@@ -74,3 +74,36 @@ def test_bad_outputs_are_named():
         _codec().decode({"pred_coords": np.zeros((1, 20, 2))})
     with pytest.raises(DataError, match="expected"):
         _codec().decode({"pred_logits": np.zeros((1, 10, 18)), "pred_coords": np.zeros((1, 10, 2))})
+
+
+def _packed(io, prefix=""):
+    return np.concatenate([io[f"{prefix}pred_logits"], io[f"{prefix}pred_coords"]], axis=-1)
+
+
+def test_packed_tensor_and_flip_back_match_the_official_flipped_decoding(reference_dir):
+    import torch
+
+    io = np.load(reference_dir / "models/prtr_tiny.npz")
+    fi = skeletons.get("coco").flip_index
+    for bg in (False, True):
+        c = _codec(bg)
+        tag = f"bg{int(bg)}"
+        kp, sc = c.decode(_packed(io))
+        np.testing.assert_allclose(kp, io[f"match_patch_coords_{tag}_flip0"], atol=1e-4, rtol=0)
+        # mirrored-crop outputs mapped back in output space, then decoded like any other output
+        for back in (c.flip_back(_packed(io), fi), c.flip_back(torch.from_numpy(_packed(io)), fi).numpy()):
+            kp, sc = c.decode(back)
+            np.testing.assert_allclose(kp, io[f"match_patch_coords_{tag}_flip1"], atol=1e-4, rtol=0)
+            np.testing.assert_allclose(sc, io[f"match_scores_{tag}_flip1"][..., 0], atol=1e-6, rtol=0)
+
+
+def test_stacked_passes_decode_to_the_flip_test_average(reference_dir):
+    io = np.load(reference_dir / "models/prtr_tiny.npz")
+    c, fi = _codec(), skeletons.get("coco").flip_index
+    a, b = _packed(io), _packed(io, "aux0_")
+    stacked = np.stack([a, c.flip_back(b, fi)], axis=1)
+    kp, sc = c.decode(stacked)
+    ref_kp, ref_sc = c.decode_flip_test(a, b, fi)
+    np.testing.assert_allclose(kp, ref_kp, atol=1e-9)
+    np.testing.assert_allclose(sc, ref_sc, atol=1e-7)
+    assert c.stack_flip_passes

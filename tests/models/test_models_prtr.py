@@ -172,7 +172,8 @@ def test_pre_norm_adds_the_encoder_norm_and_runs():
     assert "transformer.encoder.norm.weight" in keys and "transformer.decoder.norm.weight" in keys
     with torch.no_grad():
         out = model(torch.zeros(1, 3, 64, 64))
-    assert set(out) == {"pred_logits", "pred_coords"}
+    assert set(out) == {"pred_logits", "pred_coords", "out"}
+    torch.testing.assert_close(out["out"], torch.cat([out["pred_logits"], out["pred_coords"]], -1))
     assert float(out["pred_coords"].min()) >= 0 and float(out["pred_coords"].max()) <= 1
 
 
@@ -183,3 +184,58 @@ def test_bad_configs_name_the_key():
         PoseTransformer(PRTRConfig(backbone="resnet18", num_queries=10))
     with pytest.raises(ConfigError, match="DILATION"):
         PoseTransformer(PRTRConfig(backbone="resnet18", dilation=True))
+
+
+def _micro_prtr() -> PoseTransformer:
+    from posekit.models.hrnet import HRNetConfig, stage
+
+    hr = HRNetConfig(stage1=stage(1, "BOTTLENECK", [1], [8]), stage2=stage(1, "BASIC", [1, 1], [8, 16]),
+                     stage3=stage(1, "BASIC", [1, 1, 1], [8, 16, 32]),
+                     stage4=stage(1, "BASIC", [1, 1, 1, 1], [8, 16, 32, 64]), head="cls")
+    torch.manual_seed(0)
+    return PoseTransformer(PRTRConfig(backbone="hrnet", hrnet=hr, hidden_dim=32, nheads=2, enc_layers=1,
+                                      dec_layers=2, dim_feedforward=64, num_queries=20)).eval()
+
+
+@pytest.mark.slow
+def test_onnx_export_parity_with_dynamic_batch(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from posekit.backends import MainOutput
+    from posekit.export import export_onnx, onnx_session, run_onnx
+
+    model = _micro_prtr()
+    diff = export_onnx(MainOutput(model).eval(), (64, 64), tmp_path / "prtr.onnx", dynamic_batch=True)
+    assert diff < 1e-4
+    x = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    (got,) = run_onnx(onnx_session(tmp_path / "prtr.onnx"), x.numpy())
+    with torch.no_grad():
+        ref = model(x)["out"].numpy()
+    assert got.shape == (3, 20, 20) and np.abs(got - ref).max() < 1e-4
+
+
+def test_pose_estimator_runs_prtr_with_the_official_flip_test():
+    from posekit import codecs, skeletons
+    from posekit.inference import PoseEstimator
+
+    model = _micro_prtr()
+    image = np.random.default_rng(0).integers(0, 255, (80, 60, 3), dtype=np.uint8)
+    box = np.array([[5.0, 4.0, 40.0, 60.0]])
+    est = PoseEstimator("prtr_hrnet_tiny_128x96", model=model, flip_test=True, backend="torch")
+    est_plain = PoseEstimator("prtr_hrnet_tiny_128x96", model=model, flip_test=False, backend="torch")
+    (pose,) = est(image, box)
+    (plain,) = est_plain(image, box)
+    # reference: both passes decoded separately and averaged (official get_final_preds_match + validate)
+    crops, centers, sizes = est.crop(image, box)
+    from posekit.runtime import to_input
+
+    x = to_input(crops)
+    with torch.no_grad():
+        a, b = model(x), model(torch.flip(x, dims=(3,)))
+    codec = codecs.build("coord", input_size=est.input_size, num_keypoints=17)
+    kp, sc = codec.decode_flip_test(a, b, skeletons.get("coco").flip_index)
+    from posekit import geometry
+
+    xy = geometry.transform_preds(kp, centers, sizes, est.input_size)
+    np.testing.assert_allclose(pose.keypoints[:, :2], xy[0], atol=1e-3)
+    np.testing.assert_allclose(pose.keypoints[:, 2], sc[0], atol=1e-5)
+    assert not np.allclose(pose.keypoints[:, :2], plain.keypoints[:, :2])
