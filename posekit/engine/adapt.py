@@ -47,7 +47,8 @@ flow uses 0-based crop coordinates; a flow rejection does not zero the previous 
 (`zero_previous_on_reject=True` restores that quirk); "previous" is the preceding record only when both come from
 the same sequence (image `sequence_id`), else flow is skipped (the official crosses video boundaries); the joint
 step forwards source and target batches separately (per-domain BatchNorm statistics, as the official) but takes
-one backward of the weighted sum (mathematically the official's two backward calls then one step).
+one backward of the weighted sum (mathematically the official's two backward calls then one step). Each epoch runs
+through the engine's `posekit.engine.train.train_one_epoch` over `JointBatches` (one concatenated Batch per step).
 The threshold schedule is tied to the round index (see above) so short CPU runs still go 20 -> 80 %.
 
 Resumability: data order and augmentation are functions of (seed, epoch, index); pseudo-label draws use a
@@ -82,7 +83,7 @@ from posekit.data.coco import load_coco
 from posekit.data.records import PoseRecord
 from posekit.data.topdown import TopDownDataset
 from posekit.engine import checkpoint as ckpt
-from posekit.errors import ConfigError, DataError, TrainingError
+from posekit.errors import ConfigError, DataError
 
 METHODS = ("source", "ccssl", "wscda")
 
@@ -710,6 +711,7 @@ class JointBatches:
     def __init__(self, loaders: list[tuple[str, DataLoader, float]], limit: int = 0) -> None:
         self.loaders = loaders
         self.limit = limit
+        self.on_batch: Callable[[list[int]], None] | None = None  # told each batch's domain sizes before it is used
 
     def __len__(self) -> int:
         n = min(len(dl) for _, dl, _ in self.loaders)
@@ -731,35 +733,39 @@ class JointBatches:
                 ids.append(torch.full((n,), ("source", "target", "human").index(name)))
                 ys.append(torch.full((n,), 0.0 if name == "human" else 1.0))
                 zs.append(torch.full((n,), 1.0 if name == "target" else 0.0))
+            sizes = [x.shape[0] for x in inputs]
+            if self.on_batch is not None:
+                self.on_batch(sizes)
             yield Batch(torch.cat(inputs), {"target": torch.cat(tgts), "target_weight": torch.cat(wts),
                                             "sample_weight": torch.cat(sws), "domain_id": torch.cat(ids),
                                             "domain_y": torch.cat(ys), "domain_z": torch.cat(zs)},
-                        {"sizes": [x.shape[0] for x in inputs]})
+                        {"sizes": sizes})
 
 
 def _train_one_epoch(model: AdaptNet, criterion: Any, batches: JointBatches, optimizer: torch.optim.Optimizer,
                      device: torch.device, epoch: int, deadline: float | None) -> tuple[str, dict[str, float]]:
-    """One epoch over the joint batches (the engine's step: forward, loss, finite check, backward, step)."""
+    """One epoch over the joint batches through the engine's `train_one_epoch`; returns (stop reason, mean logs)."""
+    from posekit.engine.train import train_one_epoch
+
     model.train()
     sums: dict[str, float] = {}
-    steps = 0
-    for batch in batches:
-        model.sizes = batch.meta["sizes"]
-        batch = batch.to(device)
-        outputs = model(batch.inputs)
-        loss, logs = criterion(outputs, batch.targets)
-        if not bool(torch.isfinite(loss.detach())):
-            raise TrainingError(f"adapt: non-finite loss ({float(loss.detach()):.4g}) at epoch {epoch} step {steps}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        steps += 1
+    count = [0]
+
+    def after_step(step: int, iteration: int, loss: torch.Tensor, logs: dict[str, float], batch: Any,
+                   outputs: Any) -> str:
+        count[0] += 1
         for k, v in {"loss": float(loss.detach()), **logs}.items():
             sums[k] = sums.get(k, 0.0) + v
-        if deadline is not None and time.monotonic() >= deadline:
-            return "max_minutes", {k: v / steps for k, v in sums.items()}
-    model.sizes = []
-    return "completed", {k: v / max(steps, 1) for k, v in sums.items()}
+        return "max_minutes" if deadline is not None and time.monotonic() >= deadline else "completed"
+
+    batches.on_batch = lambda sizes: setattr(model, "sizes", sizes)
+    try:
+        stop, _, _ = train_one_epoch(model, criterion, batches, optimizer, device=device, epoch=epoch,
+                                     after_step=after_step)
+    finally:
+        batches.on_batch = None
+        model.sizes = []
+    return stop, {k: v / max(count[0], 1) for k, v in sums.items()}
 
 
 @torch.no_grad()
