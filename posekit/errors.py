@@ -21,3 +21,7 @@ class CheckpointError(PosekitError):
 
 class TrainingError(PosekitError):
     """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
+
+
+class DataWarning(UserWarning):
+    """Input that was usable but partly skipped (e.g. detection boxes outside their image); the message counts it."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import numpy as np
 
 from posekit import geometry, skeletons
 from posekit.data.records import PoseRecord
-from posekit.errors import DataError
+from posekit.errors import DataError, DataWarning
 from posekit.skeletons import Skeleton
 
 DEFAULT_ASPECT_RATIO = 192 / 256
@@ -130,7 +131,15 @@ def _parse_keypoints(ann: Mapping, k: int, where: str, source: str) -> np.ndarra
     if arr.size != 3 * k:
         raise DataError(f"{source}: {where} field 'keypoints' has {arr.size} values, expected {3 * k} "
                         f"(x, y, v for {k} keypoints)")
-    return arr.reshape(k, 3)
+    arr = arr.reshape(k, 3)
+    if not np.isfinite(arr).all():
+        bad = int(np.argwhere(~np.isfinite(arr))[0][0])
+        raise DataError(f"{source}: {where} field 'keypoints' has a non-finite value at keypoint {bad}")
+    flags = set(np.unique(arr[:, 2]).tolist()) - {0.0, 1.0, 2.0}
+    if flags:
+        raise DataError(f"{source}: {where} field 'keypoints' has visibility flags {sorted(flags)[:5]}; expected 0 "
+                        "(not labelled), 1 (labelled, occluded) or 2 (visible)")
+    return arr
 
 
 def _parse_box(ann: Mapping, where: str, source: str) -> list[float]:
@@ -141,6 +150,8 @@ def _parse_box(ann: Mapping, where: str, source: str) -> list[float]:
         values = []
     if len(values) != 4:
         raise DataError(f"{source}: {where} field 'bbox' must be [x, y, w, h], got {box!r}")
+    if not all(np.isfinite(values)):
+        raise DataError(f"{source}: {where} field 'bbox' has a non-finite value: {box!r}")
     return values
 
 
@@ -280,15 +291,24 @@ def load_coco_detections(
     k = skel.num_keypoints if skel is not None else 17
     root = Path(image_root)
     records: list[PoseRecord] = []
+    outside = 0
     for i, det in enumerate(dets):
         where = f"entry [{i}]"
         if _field(det, "category_id", where, source) != category_id:
             continue
         img_id = _field(det, "image_id", where, source)
-        score = float(_field(det, "score", where, source))
+        raw_score = _field(det, "score", where, source)
+        try:
+            score = float(raw_score)
+        except (TypeError, ValueError):
+            raise DataError(f"{source}: {where} field 'score' must be a number, got {raw_score!r}") from None
+        if not np.isfinite(score):
+            raise DataError(f"{source}: {where} field 'score' is {raw_score!r}, expected a finite number")
         if score < score_threshold:
             continue
         box = _parse_box(det, where, source)
+        if box[2] <= 0 or box[3] <= 0:
+            raise DataError(f"{source}: {where} field 'bbox' has width/height <= 0: {box}")
         if by_id is None:
             path = str(root / f"{int(img_id):012d}.jpg")
             image_size = (0, 0)
@@ -298,6 +318,10 @@ def load_coco_detections(
             img = by_id[img_id]
             path = str(root / img["file_name"])
             image_size = (int(img.get("width") or 0), int(img.get("height") or 0))
+            w, h = image_size
+            if w and h and (box[0] >= w or box[1] >= h or box[0] + box[2] <= 0 or box[1] + box[3] <= 0):
+                outside += 1  # no pixel of the image inside the box: no pose to estimate there
+                continue
         center, size = geometry.box_xywh_to_center_size(box, aspect_ratio, padding)
         records.append(PoseRecord(
             image_path=path,
@@ -312,4 +336,7 @@ def load_coco_detections(
             category_id=category_id,
             image_size=image_size,
         ))
+    if outside:
+        warnings.warn(f"{source}: {outside} detection box(es) lie entirely outside their image and were skipped",
+                      DataWarning, stacklevel=2)
     return records

@@ -86,6 +86,9 @@ def load_ground_truth(gt: GroundTruth, *, use_area: bool = True) -> dict:
         elif "area" not in ann:
             raise DataError(f"{where} has no 'area' (COCO OKS divides by it); add it, or evaluate with "
                             f"use_area=False / --metric crowdpose (area = 0.53 x box area)")
+    if not any(a["num_keypoints"] > 0 and not a["iscrowd"] for a in data["annotations"]):
+        raise DataError(f"{src}: ground truth has no non-crowd annotation with a labelled keypoint, so every AP/AR "
+                        "would be -1; is this the right file?")
     return data
 
 

@@ -192,6 +192,11 @@ def test_mpii(data_dir):
     (lambda d: d.pop("annotations"), "no field 'annotations'"),
     (lambda d: d["images"][0].pop("file_name"), "no field 'file_name'"),
     (lambda d: d["categories"][0].update(keypoints=[]), "non-empty 'keypoints'"),
+    (lambda d: d["annotations"][0].update(bbox=[float("nan")] * 4), "field 'bbox' has a non-finite value"),
+    (lambda d: d["annotations"][0].update(bbox=[1, 2, float("inf"), 3]), "field 'bbox' has a non-finite value"),
+    (lambda d: d["annotations"][0].update(keypoints=[1, 2, 3] * 3), "visibility flags [3.0]"),
+    (lambda d: d["annotations"][0].update(keypoints=[1, 2, -1] * 3), "visibility flags [-1.0]"),
+    (lambda d: d["annotations"][0].update(keypoints=[float("nan"), 2, 2] * 3), "non-finite value at keypoint 0"),
 ])
 def test_coco_errors_name_file_and_field(tmp_path, mutate, expected):
     doc = _coco_doc([_ann(1, [5, 5, 20, 20])])
@@ -223,3 +228,26 @@ def test_file_errors(tmp_path):
         load_mpii(mpii, tmp_path)
     with pytest.raises(DataError, match="nope.mat: file not found"):
         load_mpii_gt(tmp_path / "nope.mat")
+
+
+def test_detection_files_are_validated(tmp_path):
+    gt = _write(tmp_path, _coco_doc([]))
+
+    def dets(**change):
+        det = {"image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 30], "score": 0.9, **change}
+        return _write(tmp_path, [det], "det.json")
+
+    for change, expected in (({"score": "high"}, "entry [0] field 'score' must be a number, got 'high'"),
+                             ({"score": float("nan")}, "field 'score' is nan"),
+                             ({"bbox": [1, 1, "w", 4]}, "field 'bbox' must be [x, y, w, h]"),
+                             ({"bbox": [1, 1, 0, 4]}, "width/height <= 0"),
+                             ({"bbox": [1, 1, float("nan"), 4]}, "non-finite")):
+        with pytest.raises(DataError) as e:
+            load_coco_detections(dets(**change), gt, tmp_path)
+        assert "det.json" in str(e.value) and expected in str(e.value), str(e.value)
+    # a box with no pixel inside its 100x80 image gives no pose (and a counted warning), not a scored guess
+    from posekit.errors import DataWarning
+
+    with pytest.warns(DataWarning, match="1 detection box"):
+        assert load_coco_detections(dets(bbox=[500, 500, 20, 20]), gt, tmp_path) == []
+    assert len(load_coco_detections(dets(bbox=[90, 70, 40, 40]), gt, tmp_path)) == 1  # partly inside: kept

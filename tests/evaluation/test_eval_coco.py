@@ -204,3 +204,19 @@ def test_missing_optional_gt_fields_are_filled(pairs):
         warnings.simplefilter("error")
         stats = coco.coco_keypoints(data, res)
     np.testing.assert_allclose(list(stats.values()), XTCOCO_STATS, atol=5e-7)
+
+
+def test_ground_truth_without_labelled_people_is_an_error(tmp_path):
+    """A GT file with no keypoint annotation would score AP -1 (pycocotools' 'undefined'): refuse it by name."""
+    import json
+
+    from posekit.errors import DataError
+    from posekit.evaluation import coco_keypoints
+
+    gt = {"images": [{"id": 1, "width": 10, "height": 10, "file_name": "a.jpg"}], "annotations": [],
+          "categories": [{"id": 1, "name": "person", "keypoints": ["a", "b"]}]}
+    path = tmp_path / "empty_gt.json"
+    path.write_text(json.dumps(gt))
+    res = [{"image_id": 1, "category_id": 1, "keypoints": [1, 1, 1, 2, 2, 1], "score": 0.5}]
+    with pytest.raises(DataError, match="empty_gt.json: ground truth has no non-crowd annotation"):
+        coco_keypoints(path, res)
