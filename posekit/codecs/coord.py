@@ -81,13 +81,13 @@ class CoordCodec(Codec):
         weight = self._weights(vis.reshape(-1, 1).astype(np.float32))
         return {"target": target, "target_weight": weight}
 
-    def perfect_outputs(self, keypoints: np.ndarray) -> dict[str, np.ndarray]:
-        """An ideal network output for keypoints [K,2] (input px): one confident query per joint, in joint order."""
+    def perfect_outputs(self, keypoints: np.ndarray) -> np.ndarray:
+        """An ideal packed output [K, K+3] for keypoints [K,2] (input px): one confident query per joint."""
         k = self.num_keypoints
         logits = np.full((k, k + 1), -10.0, dtype=np.float32)
         logits[np.arange(k), np.arange(k)] = 10.0
         coords = (np.asarray(keypoints, np.float64)[:, :2] / np.asarray(self.input_size)).astype(np.float32)
-        return {"pred_logits": logits, "pred_coords": coords}
+        return np.concatenate([logits, coords], axis=1)
 
     # -- decode ----------------------------------------------------------------------------------------------------
     def _split(self, outputs: Any) -> tuple[np.ndarray, np.ndarray]:
