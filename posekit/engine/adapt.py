@@ -831,7 +831,13 @@ def adapt(cfg: AdaptConfig, domains: Domains, out_dir: str | os.PathLike, resume
     if init_weights:
         state = torch.load(init_weights, map_location="cpu", weights_only=False)
         state = state.get("model", state)
-        st.net.load_state_dict({k: v for k, v in state.items()}, strict=False)
+        if any(k.startswith("net.") for k in state):  # an adapt checkpoint (its discriminator may be absent here)
+            missing, unexpected = st.net.load_state_dict(state, strict=False)
+            bad = [k for k in missing if k.startswith("net.")] + [k for k in unexpected if k.startswith("net.")]
+            if bad:
+                raise ConfigError(f"{init_weights}: network keys do not match {cfg.model}: {bad[:5]}")
+        else:  # a plain network state_dict (final_state.pth, round_RR.pth, exported weights)
+            st.net.net.load_state_dict(state)
     optimizer = _optimizer(cfg, st.net)
     criterion = adapt_criterion(cfg.beta if cfg.method == "wscda" else 1.0, cfg.w1)
     epoch, history, pseudo_file, spent = 0, [], None, 0.0
@@ -854,6 +860,11 @@ def adapt(cfg: AdaptConfig, domains: Domains, out_dir: str | os.PathLike, resume
         trg_ds = _target_dataset(st, read_pseudo_labels(out / pseudo_file, st.target_train), 1)
     stop = "completed"
     while epoch < cfg.epochs:
+        if deadline is not None and time.monotonic() >= deadline and history:
+            stop = "max_minutes"  # the budget ran out during the previous epoch's evaluation / labelling
+            history[-1].setdefault("metrics", evaluate_target(st.net, st.target_val, st.codec, st.skeleton,
+                                                              st.device, cfg.eval_batch_size, st.val_gt_file))
+            break
         adapting = cfg.method != "source" and epoch >= cfg.source_epochs
         a = epoch - cfg.source_epochs
         if adapting and a % cfg.round_every == 0:
@@ -950,3 +961,28 @@ def builtin_domains(root: str | os.PathLike, sizes: BuiltinDomains = BuiltinDoma
 def copy_config(cfg: AdaptConfig, **changes: Any) -> AdaptConfig:
     """A copy of cfg with some fields changed (validated)."""
     return AdaptConfig(**{**copy.deepcopy(asdict(cfg)), **changes})
+
+
+def benchmark(root: str | os.PathLike, pretrain_minutes: float = 2.0, adapt_minutes: float = 2.0,
+              sizes: BuiltinDomains = BuiltinDomains(num_source=600, num_target=150, num_val=120, num_human=300,
+                                                     sequence_length=10),
+              base: AdaptConfig | None = None, device: str | None = None,
+              on_event: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Equal budgets: a shared source-only stage of `pretrain_minutes`, then `adapt_minutes` more of source-only,
+    CC-SSL or WS-CDA from it; returns {method: target held-out metrics} (+ the stage's own metrics as "pretrain")."""
+    root = Path(root)
+    domains = builtin_domains(root / "data", sizes)
+    base = base or AdaptConfig(model="hourglass_bearpaw_1stack_128x128", epochs=10_000, iters_per_epoch=20,
+                               round_every=3, batch_size=12, target_batch_size=12, human_batch_size=12,
+                               optimizer="adam", lr=1e-3)
+    emit = on_event or (lambda kind, info: None)
+    pre = adapt(copy_config(base, method="source", max_minutes=pretrain_minutes), domains, root / "pretrain",
+                device=device, on_event=lambda k, i: emit(f"pretrain/{k}", i))
+    out: dict[str, Any] = {"pretrain": {**pre["metrics"], "epochs": pre["epoch"], "seconds": pre["seconds"]}}
+    for method in ("source", "ccssl", "wscda"):
+        res = adapt(copy_config(base, method=method, max_minutes=adapt_minutes), domains, root / method,
+                    init_weights=pre["final_weights"], device=device,
+                    on_event=lambda k, i, m=method: emit(f"{m}/{k}", i))
+        out[method] = {**res["metrics"], "epochs": res["epoch"], "seconds": res["seconds"]}
+    return out
+

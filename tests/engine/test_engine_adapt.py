@@ -203,6 +203,14 @@ def test_wscda_end_to_end(domains, tmp_path):
     state = _state(tmp_path / "ws" / "checkpoint.pth")["model"]
     assert any(k.startswith("discriminator.") for k in state)
     assert (tmp_path / "ws" / "pseudo_labels/round_00.json").is_file()
+    # init from a plain network state_dict: the run starts from exactly those weights
+    src = _state(tmp_path / "ws" / "final_state.pth")
+    one = A.adapt(A.copy_config(cfg, method="source", epochs=1, iters_per_epoch=1, lr=0.0), domains,
+                  tmp_path / "init", device="cpu", init_weights=tmp_path / "ws" / "final_state.pth")
+    got = _state(one["final_weights"])
+    for k, v in src.items():
+        if "running" not in k and "num_batches" not in k:  # BN statistics move in train mode even at lr 0
+            assert torch.equal(got[k], v), k
 
 
 def test_real_animal_samples_load_as_target(data_dir, domains, tmp_path):
