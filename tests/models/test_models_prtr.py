@@ -70,7 +70,7 @@ def test_zoo_mpii_and_deeper_backbones_build():
 def test_small_model_is_cpu_sized():
     model = posekit.models.build("prtr_hrnet_tiny_128x96")
     m = measure(model, (96, 128))
-    assert m["gmacs"] < 0.4 and m["params"] < 12e6
+    assert round(m["gmacs"], 3) == 0.168 and m["params"] == 4_296_244
     with torch.no_grad():
         out = model(torch.zeros(2, 3, 128, 96))
     assert out["pred_logits"].shape == (2, 34, 18) and len(out["aux_outputs"]) == 1
