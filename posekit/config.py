@@ -121,6 +121,8 @@ class TrainConfig:
     VAL_EVERY_ITERS: int = 0  # posekit: also validate every N iterations (0 = only at epoch ends)
     CHECKPOINT_EVERY_MINUTES: float = 5.0  # posekit: mid-epoch checkpoint interval in minutes (0 = off)
     CHECKPOINT_EVERY_ITERS: int = 0  # posekit: mid-epoch checkpoint every N iterations (0 = off)
+    BAD_SAMPLES: str = "stop"  # posekit: a corrupt image / bad record at batch time: stop (with a checkpoint) |
+    #   skip (train on, list them in <out>/skipped_samples.jsonl)
 
 
 @dataclass
@@ -408,6 +410,9 @@ def _check_values(cfg: Config, where: str, sources: Mapping[str, str] | None = N
     if t.LR_SCHEDULE not in ("multistep", "cosine"):
         raise ConfigError(f"TRAIN.LR_SCHEDULE in {at('TRAIN.LR_SCHEDULE')}: expected 'multistep' or 'cosine', "
                           f"got {t.LR_SCHEDULE!r}")
+    if t.BAD_SAMPLES not in ("stop", "skip"):
+        raise ConfigError(f"TRAIN.BAD_SAMPLES in {at('TRAIN.BAD_SAMPLES')}: expected 'stop' or 'skip', "
+                          f"got {t.BAD_SAMPLES!r}")
     if t.INIT not in ("official", "he"):
         raise ConfigError(f"TRAIN.INIT in {at('TRAIN.INIT')}: expected 'official' or 'he', got {t.INIT!r}")
     for key in ("MAX_ITERS", "VAL_EVERY_ITERS", "CHECKPOINT_EVERY_ITERS", "VAL_EVERY", "WD"):

@@ -34,6 +34,10 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConfigWarning)
         cfg = load_config(args.config, args.overrides)
+    from posekit.engine.checkpoint import ensure_writable_dir
+
+    out = Path(args.out) if args.out else Path(cfg.OUTPUT_DIR or "output") / Path(args.config).stem
+    ensure_writable_dir(out)  # before evaluating everything
     progress = None
     if not (args.no_progress or args.json):
         from tqdm import tqdm
@@ -41,7 +45,6 @@ def run(args: argparse.Namespace) -> int:
         progress = partial(tqdm, file=sys.stderr, dynamic_ncols=True, leave=False)
     metrics, results = evaluate(cfg, args.weights, boxes=args.boxes, flip=False if args.no_flip else None,
                                 device=args.device, progress=progress)
-    out = Path(args.out) if args.out else Path(cfg.OUTPUT_DIR or "output") / Path(args.config).stem
     name = f"keypoints_{cfg.DATASET.TEST_SET}_results.json"
     path = write_results(results, out / name)
     if args.json:

@@ -41,6 +41,19 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     return path
 
 
+def ensure_writable_dir(folder: str | Path) -> Path:
+    """Pre-flight: create `folder` and prove a file can be written there (before any work starts)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".posekit-write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise CheckpointError(f"output folder {folder} is not writable: {e.strerror or e}") from None
+    return folder
+
+
 def rng_state() -> dict[str, Any]:
     """Python, NumPy, torch (and CUDA) generator states as tensors and plain values."""
     version, mt, gauss = random.getstate()

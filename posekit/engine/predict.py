@@ -173,7 +173,7 @@ def data_paths(cfg: Config) -> DataPaths:
     return DataPaths(train_ann, train_img, test_ann, test_img, test_ann.with_name(f"gt_{d.TEST_SET}.mat"))
 
 
-def _need(path: Path, key: str) -> Path:
+def need_path(path: Path, key: str) -> Path:
     if not path.exists():
         raise ConfigError(f"{path} not found (set {key}, or DATASET.ROOT for the official layout)")
     return path
@@ -203,13 +203,13 @@ def load_records(cfg: Config, split: str, skeleton: Any, boxes: str = "gt") -> l
     if dataset_format(cfg) == "mpii":
         if boxes != "gt":
             raise ConfigError("MPII is evaluated on its annotated boxes; detection boxes are COCO-format only")
-        records, _ = load_mpii(_need(ann, key), images, skeleton=skeleton)
+        records, _ = load_mpii(need_path(ann, key), images, skeleton=skeleton)
         return records
     if split == "test" and boxes != "gt":
-        det = _need(Path(boxes), "TEST.BOXES / --boxes")
-        return load_coco_detections(det, _need(ann, key), images, score_threshold=cfg.TEST.IMAGE_THRE,
+        det = need_path(Path(boxes), "TEST.BOXES / --boxes")
+        return load_coco_detections(det, need_path(ann, key), images, score_threshold=cfg.TEST.IMAGE_THRE,
                                     skeleton=skeleton, aspect_ratio=aspect)
-    records, _ = load_coco(_need(ann, key), images, skeleton=skeleton, aspect_ratio=aspect, train=True)
+    records, _ = load_coco(need_path(ann, key), images, skeleton=skeleton, aspect_ratio=aspect, train=True)
     return records
 
 
@@ -218,7 +218,7 @@ def score(cfg: Config, preds: Predictions, skeleton: Any) -> tuple[dict[str, flo
     if dataset_format(cfg) == "mpii":
         from posekit.evaluation.pck import mpii_pckh
 
-        gt = _need(data_paths(cfg).test_gt, "DATASET.TEST_ANN (gt_<TEST_SET>.mat next to it)")
+        gt = need_path(data_paths(cfg).test_gt, "DATASET.TEST_ANN (gt_<TEST_SET>.mat next to it)")
         metrics = mpii_pckh(preds.keypoints[:, :, :2], gt, zero_based=True)
         results = [{"image_id": int(i), "category_id": 1, "keypoints": [float(v) for v in k.reshape(-1)],
                     "score": float(s)} for i, k, s in zip(preds.image_ids, preds.keypoints, preds.box_scores)]

@@ -67,6 +67,9 @@ class Task:
         """config -> network (fresh init, eval mode), codec, skeleton."""
         raise NotImplementedError
 
+    def preflight(self, cfg: Any) -> None:
+        """Check every input a training run will read (incl. validation files) before any work; raise if missing."""
+
     def train_dataset(self, cfg: Any, built: Built) -> Any:
         """The training dataset; items go through `collate`; it has set_epoch(epoch) for reproducible augmentation."""
         raise NotImplementedError

@@ -95,6 +95,17 @@ class TopDownTask(Task):
 
         return build(cfg)
 
+    def preflight(self, cfg: Config) -> None:
+        from posekit.engine.predict import data_paths, need_path
+
+        t, p = cfg.TRAIN, data_paths(cfg)
+        need_path(p.train_ann, "DATASET.TRAIN_ANN")
+        need_path(p.train_images, "DATASET.TRAIN_IMAGES")
+        if t.VAL_EVERY > 0 or t.VAL_EVERY_MINUTES > 0 or t.VAL_EVERY_ITERS > 0:
+            need_path(p.test_ann, "DATASET.TEST_ANN (validation; TRAIN.VAL_EVERY=0 turns it off)")
+            need_path(p.test_images, "DATASET.TEST_IMAGES (validation)")
+            need_path(p.test_gt, "the validation ground truth (MPII: gt_<TEST_SET>.mat next to DATASET.TEST_ANN)")
+
     def train_dataset(self, cfg: Config, built: Built) -> Any:
         from posekit.data import TopDownDataset
         from posekit.engine.predict import load_records

@@ -26,7 +26,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,7 +249,7 @@ def _reduce_mean(value: torch.Tensor, info: DistInfo) -> float:
 RUN_LENGTH_KEYS = {"TRAIN.END_EPOCH", "TRAIN.MAX_ITERS", "TRAIN.MAX_MINUTES", "TRAIN.VAL_EVERY", "TRAIN.RESUME",
                    "TRAIN.VAL_EVERY_MINUTES", "TRAIN.VAL_EVERY_ITERS", "TRAIN.CHECKPOINT_EVERY_MINUTES",
                    "TRAIN.CHECKPOINT_EVERY_ITERS", "TRAIN.CHECKPOINT", "AUTO_RESUME", "PRINT_FREQ", "WORKERS",
-                   "PIN_MEMORY", "OUTPUT_DIR", "DEBUG.DEBUG", "TEST.BATCH_SIZE_PER_GPU"}
+                   "PIN_MEMORY", "OUTPUT_DIR", "DEBUG.DEBUG", "TEST.BATCH_SIZE_PER_GPU", "TRAIN.BAD_SAMPLES"}
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -305,6 +305,48 @@ def resume_from(path: Path, cfg: Config, model: nn.Module, optimizer: torch.opti
 # One epoch
 
 
+@dataclass(frozen=True)
+class BadSample:
+    """A training item whose loading failed (TRAIN.BAD_SAMPLES=skip): its index and the error message."""
+
+    index: int
+    message: str
+
+
+class SkipBadSamples(torch.utils.data.Dataset):
+    """A dataset whose items that raise DataError (corrupt image, bad record) become BadSample markers."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation of `epoch` (when the dataset has one)."""
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+    def __getitem__(self, index: int) -> Any:
+        try:
+            return self.dataset[index]
+        except DataError as e:
+            return BadSample(int(index), str(e))
+
+
+def skipping_collate(collate: Callable[[Sequence[Any]], Batch]) -> Callable[[Sequence[Any]], Batch]:
+    """collate over the good items; the bad ones go to batch.meta['skipped'] (inputs None when all are bad)."""
+
+    def wrapped(items: Sequence[Any]) -> Batch:
+        bad = [x for x in items if isinstance(x, BadSample)]
+        good = [x for x in items if not isinstance(x, BadSample)]
+        batch = collate(good) if good else Batch(inputs=None)  # type: ignore[arg-type]
+        batch.meta["skipped"] = [(b.index, b.message) for b in bad]
+        return batch
+
+    return wrapped
+
+
 def unwrap_worker_error(e: BaseException) -> str:
     """The original message of an error raised in a DataLoader worker (not 'Caught X in DataLoader worker')."""
     text = str(e)
@@ -318,11 +360,13 @@ def train_one_epoch(model: nn.Module, criterion: Criterion, loader: Any, optimiz
                     device: torch.device, epoch: int, start_step: int = 0, iteration: int = 0, scaler: Any = None,
                     clip_max_norm: float = 0.0, use_amp: bool = False, set_lr: Callable[[int], None] | None = None,
                     after_step: Callable[[int, int, torch.Tensor, dict[str, float], Batch, Any], str] | None = None,
-                    all_finite: Callable[[torch.Tensor], bool] | None = None) -> tuple[str, int, int]:
+                    all_finite: Callable[[torch.Tensor], bool] | None = None,
+                    on_skip: Callable[[int, list], None] | None = None) -> tuple[str, int, int]:
     """Train over `loader` (Batches) from `start_step`; returns (stop reason or 'completed', last step + 1, iteration).
 
     Each step: LR (set_lr), forward (autocast when use_amp), loss, non-finite check (TrainingError), backward,
     clipping, optimizer step; then `after_step(step, iteration, loss, logs, batch, outputs)` says whether to stop.
+    Items skipped by SkipBadSamples are reported to `on_skip(step, [(index, message)])`.
     """
     step = start_step - 1
     stop = "completed"
@@ -335,6 +379,10 @@ def train_one_epoch(model: nn.Module, criterion: Criterion, loader: Any, optimiz
         except DataError as e:
             raise DataError(unwrap_worker_error(e)) from None
         step += 1
+        if batch.meta.get("skipped") and on_skip is not None:
+            on_skip(step, batch.meta["skipped"])
+        if batch.inputs is None:  # every item of this batch was bad (TRAIN.BAD_SAMPLES=skip): no step
+            continue
         batch = batch.to(device)
         if set_lr is not None:
             set_lr(iteration)
@@ -358,17 +406,6 @@ def train_one_epoch(model: nn.Module, criterion: Criterion, loader: Any, optimiz
 # The loop
 
 
-def _prepare_output(out: Path) -> None:
-    """Pre-flight: the output folder exists and is writable (before any work)."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".posekit-write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"output folder {out} is not writable: {e.strerror or e}") from None
-
-
 def fit(cfg: Config, out_dir: str | os.PathLike, resume: bool = False, progress: Callable[..., Any] | None = None,
         on_epoch: Callable[[dict[str, Any]], None] | None = None, device: str | None = None,
         on_event: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
@@ -381,15 +418,19 @@ def fit(cfg: Config, out_dir: str | os.PathLike, resume: bool = False, progress:
     if device is not None:
         info = DistInfo(info.rank, info.world_size, info.local_rank, torch.device(device))
     out, t = Path(out_dir), cfg.TRAIN
+    task = task_for(cfg)
     if info.main:
-        _prepare_output(out)
+        ckpt.ensure_writable_dir(out)
+        if cfg.MODEL.PRETRAINED and cfg.MODEL.INIT_WEIGHTS and not Path(cfg.MODEL.PRETRAINED).is_file():
+            raise ConfigError(f"MODEL.PRETRAINED {cfg.MODEL.PRETRAINED} not found; download it or override "
+                              "MODEL.PRETRAINED=''")
+        task.preflight(cfg)
     if info.device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.CUDNN.BENCHMARK
         torch.backends.cudnn.deterministic = cfg.CUDNN.DETERMINISTIC
         torch.backends.cudnn.enabled = cfg.CUDNN.ENABLED
     event = on_event if (on_event is not None and info.main) else (lambda kind, data: None)
 
-    task = task_for(cfg)
     torch.manual_seed(t.SEED)  # weight initialisation
     built = task.build(cfg)
     init_weights(built.model, t.INIT)
@@ -397,6 +438,9 @@ def fit(cfg: Config, out_dir: str | os.PathLike, resume: bool = False, progress:
         load_pretrained(cfg, built.model)
     model = built.model.to(info.device)
     train_ds = task.train_dataset(cfg, built)
+    collate = task.collate
+    if t.BAD_SAMPLES == "skip":
+        train_ds, collate = SkipBadSamples(train_ds), skipping_collate(task.collate)
     sampler = ResumableSampler(train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=t.SHUFFLE,
                                seed=t.SEED)
     steps_per_epoch = math.ceil(sampler.num_samples / t.BATCH_SIZE_PER_GPU)
@@ -482,6 +526,16 @@ def fit(cfg: Config, out_dir: str | os.PathLike, resume: bool = False, progress:
         unpause()
         return metrics
 
+    skipped: list[dict[str, Any]] = []
+
+    def on_skip(step: int, items: list) -> None:
+        for index, message in items:
+            skipped.append({"epoch": prog.epoch, "step": step, "index": index, "error": message})
+            record({"skipped": skipped[-1]})
+            if info.main:
+                with open(out / "skipped_samples.jsonl", "a") as f:
+                    f.write(json.dumps(skipped[-1]) + "\n")
+
     def fraction() -> float:
         if t.MAX_MINUTES:
             return train_seconds() / (60.0 * t.MAX_MINUTES)
@@ -505,7 +559,7 @@ def fit(cfg: Config, out_dir: str | os.PathLike, resume: bool = False, progress:
                 sampler.start = skip * t.BATCH_SIZE_PER_GPU
                 loader = DataLoader(train_ds, batch_size=t.BATCH_SIZE_PER_GPU, sampler=sampler,
                                     num_workers=cfg.WORKERS, pin_memory=cfg.PIN_MEMORY and info.device.type == "cuda",
-                                    collate_fn=task.collate, generator=torch.Generator().manual_seed(t.SEED + epoch))
+                                    collate_fn=collate, generator=torch.Generator().manual_seed(t.SEED + epoch))
                 model.train()
                 if t.FREEZE_BN:
                     set_bn_eval(model)
@@ -557,14 +611,16 @@ def fit(cfg: Config, out_dir: str | os.PathLike, resume: bool = False, progress:
                     stop_reason, end_step, _ = train_one_epoch(
                         model, criterion, loader, optimizer, device=info.device, epoch=epoch, start_step=skip,
                         iteration=prog.iteration, scaler=scaler, clip_max_norm=t.CLIP_MAX_NORM, use_amp=use_amp,
-                        set_lr=set_lr, after_step=after_step, all_finite=lambda x: _all_finite(x, info))
+                        set_lr=set_lr, after_step=after_step, all_finite=lambda x: _all_finite(x, info),
+                        on_skip=on_skip)
                 except TrainingError as e:
                     raise TrainingError(f"{e}; the last good checkpoint is {out / 'checkpoint.pth'} - lower "
                                         "TRAIN.LR, check the data, or turn TRAIN.AMP off") from None
                 except DataError as e:
                     save(epoch, prog.epoch_iteration)  # nothing lost: resume continues after the last good step
                     raise DataError(f"{e} (training stopped at epoch {epoch} step {prog.epoch_iteration}; the "
-                                    f"checkpoint {out / 'checkpoint.pth'} continues from there)") from None
+                                    f"checkpoint {out / 'checkpoint.pth'} continues from there; "
+                                    "TRAIN.BAD_SAMPLES=skip skips bad samples and lists them)") from None
                 finally:
                     if bar is not None:
                         bar.close()
@@ -605,6 +661,7 @@ def fit(cfg: Config, out_dir: str | os.PathLike, resume: bool = False, progress:
         "metric": metric_name,
         "history": history,
         "evals": evals,
+        "skipped_samples": skipped,
         "checkpoint": str(out / "checkpoint.pth"),
         "best_weights": str(out / "model_best.pth") if (out / "model_best.pth").exists() else None,
         "final_weights": str(out / "final_state.pth") if (out / "final_state.pth").exists() else None,

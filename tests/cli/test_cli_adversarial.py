@@ -130,3 +130,29 @@ def test_config_written_is_what_ran(synth_config: Path, tmp_path: Path) -> None:
     assert main(["train", str(synth_config), "--out", str(out), "--no-progress", "TRAIN.MAX_ITERS=1",
                  "TRAIN.VAL_EVERY=0", "TRAIN.LR=0.002"]) == 0
     assert yaml.safe_load((out / "config.yaml").read_text())["TRAIN"]["LR"] == 0.002
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 1])
+def test_bad_image_at_batch_time_stops_with_checkpoint_or_is_skipped(synth_config: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture,
+                                                                     workers: int) -> None:
+    import json
+    import shutil
+
+    cfg = yaml.safe_load(synth_config.read_text())
+    images = tmp_path / "images"
+    shutil.copytree(cfg["DATASET"]["TRAIN_IMAGES"], images)
+    ann = json.loads(Path(cfg["DATASET"]["TRAIN_ANN"]).read_text())
+    victim = images / ann["images"][3]["file_name"]
+    victim.write_bytes(victim.read_bytes()[:200])  # truncated JPEG
+    out = tmp_path / "run"
+    base = ["train", str(synth_config), "--out", str(out), "--no-progress", f"WORKERS={workers}",
+            f"DATASET.TRAIN_IMAGES={images}", "TRAIN.VAL_EVERY=0", "TRAIN.SHUFFLE=false", "TRAIN.BATCH_SIZE_PER_GPU=2"]
+    err = _fails(capsys, base, victim.name, "checkpoint", "TRAIN.BAD_SAMPLES=skip")
+    assert "DataLoader worker" not in err  # the file's own message, not torch's wrapper
+    assert torch.load(out / "checkpoint.pth", weights_only=True)["epoch_iteration"] >= 1
+    assert main([*base, "--resume", "TRAIN.BAD_SAMPLES=skip"]) == 0
+    skipped = [json.loads(line) for line in (out / "skipped_samples.jsonl").read_text().splitlines()]
+    assert skipped and all(victim.name in s["error"] for s in skipped)
+    assert (out / "final_state.pth").is_file()
