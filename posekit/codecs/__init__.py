@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from posekit.codecs.associative_embedding import AssociativeEmbeddingCodec
 from posekit.codecs.base import Codec
 from posekit.codecs.bearpaw import BearpawCodec
 from posekit.codecs.coord import CoordCodec
@@ -22,7 +23,7 @@ __all__ = ["Codec", "build", "names"]
 _CODECS: dict[str, type[Codec]] = {
     cls.name: cls
     for cls in (MSRACodec, DarkCodec, UDPCodec, UDPOffsetCodec, GRMIOffsetCodec, IntegralCodec, BetaSoftArgmaxCodec,
-                CoordCodec, BearpawCodec)
+                CoordCodec, BearpawCodec, AssociativeEmbeddingCodec)
 }
 
 

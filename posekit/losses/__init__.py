@@ -15,8 +15,10 @@ from posekit.losses.heatmap import (
     soft_argmax_2d,
 )
 from posekit.losses.set_criterion import HungarianMatcher, SetCriterion
+from posekit.losses.tag import AELoss, heatmap_loss, tag_loss
 
 __all__ = ["CombinedTargetMSELoss", "GRMILoss", "IntegralL1Loss", "JointsMSELoss", "JointsOHKMMSELoss", "build_loss",
            "coordinate_l1_loss", "huber", "loss_name_for", "soft_argmax_2d"]
 __all__ += ["Body3DL1Loss", "body3d_l1_loss"]
 __all__ += ["HungarianMatcher", "SetCriterion"]
+__all__ += ["AELoss", "heatmap_loss", "tag_loss"]
