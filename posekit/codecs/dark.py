@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 
 from posekit.codecs.base import ArrayLike, Codec, check_keypoints, to_numpy
-from posekit.codecs.msra import _gather, get_max_preds, to_image
+from posekit.codecs.heatmap_ops import gather
+from posekit.codecs.msra import get_max_preds, to_image
 
 _CV_MAX_CHANNELS = 128  # OpenCV 5 limit (4.x: 512)
 
@@ -92,7 +93,7 @@ def taylor(log_heatmaps: np.ndarray, coords: np.ndarray) -> np.ndarray:
         return coords
 
     def at(dx: int, dy: int) -> np.ndarray:
-        return _gather(hm, px + dx, py + dy)[ok]
+        return gather(hm, px + dx, py + dy)[ok]
 
     half, quarter = np.float32(0.5), np.float32(0.25)
     c = at(0, 0)

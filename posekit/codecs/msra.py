@@ -8,6 +8,7 @@ import numpy as np
 
 from posekit import geometry
 from posekit.codecs.base import ArrayLike, Codec, check_keypoints, to_numpy
+from posekit.codecs.heatmap_ops import argmax_2d, gather
 
 
 def gaussian_window_targets(
@@ -71,27 +72,8 @@ def generate_target(
 
 
 def get_max_preds(heatmaps: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """Official get_max_preds: argmax (first flat index on ties) -> (coords [N,K,2] float32, maxvals [N,K,1]).
-
-    Coordinates of maps whose maximum is <= 0 are set to 0.
-    """
-    hm = to_numpy(heatmaps)
-    n, k, _, w = hm.shape
-    flat = hm.reshape(n, k, -1)
-    idx = np.argmax(flat, axis=2)
-    maxvals = np.take_along_axis(flat, idx[..., None], axis=2)
-    idx = idx.astype(np.float32)
-    preds = np.stack([idx % w, np.floor(idx / w)], axis=-1).astype(np.float32)
-    preds *= (maxvals > 0.0).astype(np.float32)
-    return preds, maxvals
-
-
-def _gather(hm: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """hm[n, k, y[n,k], x[n,k]] for integer index arrays [N,K] (indices are clipped into the map)."""
-    n, k, h, w = hm.shape
-    xi = np.clip(x, 0, w - 1)
-    yi = np.clip(y, 0, h - 1)
-    return np.take_along_axis(hm.reshape(n, k, -1), (yi * w + xi)[..., None], axis=2)[..., 0]
+    """Official get_max_preds: argmax -> (coords [N,K,2] float32, maxvals [N,K,1]); 0 where the max is <= 0."""
+    return argmax_2d(heatmaps, fill=0.0)
 
 
 def quarter_offset(coords: np.ndarray, heatmaps: ArrayLike) -> np.ndarray:
@@ -102,8 +84,8 @@ def quarter_offset(coords: np.ndarray, heatmaps: ArrayLike) -> np.ndarray:
     px = np.floor(coords[..., 0].astype(np.float64) + 0.5).astype(np.int64)
     py = np.floor(coords[..., 1].astype(np.float64) + 0.5).astype(np.int64)
     ok = (px > 1) & (px < w - 1) & (py > 1) & (py < h - 1)
-    diff_x = _gather(hm, px + 1, py) - _gather(hm, px - 1, py)
-    diff_y = _gather(hm, px, py + 1) - _gather(hm, px, py - 1)
+    diff_x = gather(hm, px + 1, py) - gather(hm, px - 1, py)
+    diff_y = gather(hm, px, py + 1) - gather(hm, px, py - 1)
     step = np.sign(np.stack([diff_x, diff_y], axis=-1)) * np.float32(0.25)
     coords += np.where(ok[..., None], step, np.float32(0)).astype(np.float32)
     return coords

@@ -16,6 +16,7 @@ import numpy as np
 from posekit import geometry
 from posekit.codecs.base import ArrayLike, Codec, check_keypoints, to_numpy
 from posekit.codecs.dark import _blur_stack
+from posekit.codecs.heatmap_ops import argmax_2d
 from posekit.codecs.msra import gaussian_window_targets
 from posekit.errors import DataError
 
@@ -69,16 +70,8 @@ def generate_target_combined(
 
 
 def get_max_preds(heatmaps: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """mmpose _get_max_preds: argmax (first index on ties) -> (coords [N,K,2] float32, maxvals [N,K,1]); -1 where
-    the maximum is <= 0 (HRNet uses 0)."""
-    hm = to_numpy(heatmaps)
-    n, k, _, w = hm.shape
-    flat = hm.reshape(n, k, -1)
-    idx = np.argmax(flat, axis=2)
-    maxvals = np.take_along_axis(flat, idx[..., None], axis=2)
-    idx = idx.astype(np.float32)
-    preds = np.stack([idx % w, idx // w], axis=-1).astype(np.float32)
-    return np.where(maxvals > 0.0, preds, np.float32(-1)).astype(np.float32), maxvals
+    """mmpose _get_max_preds: argmax -> (coords [N,K,2] float32, maxvals [N,K,1]); -1 where the max is <= 0."""
+    return argmax_2d(heatmaps, fill=-1.0)
 
 
 def post_dark_udp(coords: np.ndarray, heatmaps: ArrayLike, kernel: int = 11) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 from posekit.data.augment import AugmentConfig
 from posekit.data.coco import load_coco, load_coco_detections
-from posekit.data.mpii import load_mpii, load_mpii_gt
+from posekit.data.mpii import load_mpii
 from posekit.data.records import PoseRecord
 from posekit.data.topdown import ImageGroupedSampler, TopDownDataset
 
@@ -14,5 +14,4 @@ __all__ = [
     "load_coco",
     "load_coco_detections",
     "load_mpii",
-    "load_mpii_gt",
 ]

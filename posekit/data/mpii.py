@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -83,28 +82,3 @@ def load_mpii(
             extra={"image": a["image"]},
         ))
     return records, skeleton
-
-
-def load_mpii_gt(mat_file: str | os.PathLike) -> dict[str, Any]:
-    """HRNet annot/gt_valid.mat -> dict with the official arrays (dataset_joints names, jnt_missing [16,N],
-    pos_gt_src [16,2,N] 1-based px, headboxes_src [2,2,N]) as the official PCKh evaluation reads them."""
-    from scipy.io import loadmat  # local import: scipy is only needed here
-
-    try:
-        mat = loadmat(str(mat_file))
-    except FileNotFoundError:
-        raise DataError(f"{mat_file}: file not found") from None
-    except Exception as e:  # scipy raises several types for a corrupt file
-        raise DataError(f"{mat_file}: cannot read MATLAB file ({e})") from None
-    out: dict[str, Any] = {}
-    for key in ("dataset_joints", "jnt_missing", "pos_gt_src", "headboxes_src"):
-        if key not in mat:
-            raise DataError(f"{mat_file}: has no variable {key!r}")
-    out["dataset_joints"] = [str(np.asarray(v).reshape(-1)[0]) for v in mat["dataset_joints"].reshape(-1)]
-    out["jnt_missing"] = np.asarray(mat["jnt_missing"])
-    out["pos_gt_src"] = np.asarray(mat["pos_gt_src"], dtype=np.float64)
-    out["headboxes_src"] = np.asarray(mat["headboxes_src"], dtype=np.float64)
-    n = out["pos_gt_src"].shape[-1]
-    if out["jnt_missing"].shape[-1] != n or out["headboxes_src"].shape[-1] != n:
-        raise DataError(f"{mat_file}: jnt_missing / pos_gt_src / headboxes_src disagree on the number of people")
-    return out

@@ -42,7 +42,7 @@ def _loadmat(path: str | os.PathLike) -> dict:
     try:
         return loadmat(str(path))
     except FileNotFoundError:
-        raise DataError(f"MPII file not found: {path}") from None
+        raise DataError(f"{path}: file not found") from None
     except (ValueError, TypeError, OSError) as e:
         raise DataError(f"{path}: not a readable MATLAB .mat file ({e})") from None
 

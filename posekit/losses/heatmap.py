@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from posekit.codecs.integral import soft_argmax_2d
 from posekit.errors import ConfigError
 
 
@@ -140,17 +141,6 @@ def coordinate_l1_loss(pred: torch.Tensor, target: torch.Tensor, visible: torch.
     return err.mean(dim=-1)
 
 
-def soft_argmax_2d(heatmaps: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
-    """Differentiable soft-argmax of [B, K, h, w] maps -> [B, K, 2] (x, y) in heatmap pixels."""
-    b, k, h, w = heatmaps.shape
-    prob = torch.softmax(heatmaps.reshape(b, k, -1).float() * beta, dim=-1).reshape(b, k, h, w)
-    xs = torch.arange(w, dtype=prob.dtype, device=prob.device)
-    ys = torch.arange(h, dtype=prob.dtype, device=prob.device)
-    x = (prob.sum(dim=2) * xs).sum(dim=-1)
-    y = (prob.sum(dim=3) * ys).sum(dim=-1)
-    return torch.stack([x, y], dim=-1)
-
-
 class IntegralL1Loss(nn.Module):
     """Integral regression: soft-argmax of the output maps, L1 to target coordinates [B, K, 2] (heatmap px)."""
 
@@ -161,7 +151,7 @@ class IntegralL1Loss(nn.Module):
 
     def forward(self, output: torch.Tensor, target: torch.Tensor,
                 target_weight: torch.Tensor | None = None) -> torch.Tensor:
-        coords = soft_argmax_2d(output, self.beta)
+        coords = soft_argmax_2d(output.float(), self.beta)
         b, k = coords.shape[:2]
         vis = target_weight if (self.use_target_weight and target_weight is not None) else torch.ones(b, k, 1)
         return coordinate_l1_loss(coords, target.reshape(b, k, -1)[..., :2], vis.to(coords.device)).mean()

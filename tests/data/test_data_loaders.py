@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from posekit import skeletons
-from posekit.data import load_coco, load_coco_detections, load_mpii, load_mpii_gt
+from posekit.data import load_coco, load_coco_detections, load_mpii
 from posekit.errors import DataError
+from posekit.evaluation.pck import load_mpii_gt
 
 # (annotation file, image folder, K, train records, test records); train = non-crowd people with >= 1 labelled
 # keypoint and a valid box, test = all non-crowd people with a valid box (numbers from data/INDEX.md)
@@ -171,13 +172,13 @@ def test_mpii(data_dir):
     np.testing.assert_allclose(records[0].center, [first["center"][0] - 1, first["center"][1] + 15 * s - 1])
     np.testing.assert_allclose(records[0].size, [250 * s, 250 * s])
     gt = load_mpii_gt(data_dir / "mpii/derived_hrnet_format/gt_valid.mat")
-    assert gt["dataset_joints"][:3] == ["rank", "rkne", "rhip"] and gt["pos_gt_src"].shape == (16, 2, 2958)
+    assert gt.joint_names[:3] == ("rank", "rkne", "rhip") and gt.joints.shape == (2958, 16, 2)
     # independent truth: the Tompson ground truth (1-based) equals our 0-based joints + 1 where labelled
     joints = np.stack([r.keypoints for r in records])  # [N,16,3]
-    labelled = (joints[..., 2] > 0) & (gt["jnt_missing"].T == 0)
-    diff = np.abs(joints[..., :2] + 1 - gt["pos_gt_src"].transpose(2, 0, 1))[labelled]
+    labelled = (joints[..., 2] > 0) & (gt.missing == 0)
+    diff = np.abs(joints[..., :2] + 1 - gt.joints)[labelled]
     assert np.mean(diff.max(axis=1) < 1e-3) > 0.995  # a few documented quirks (0 coordinates) aside
-    np.testing.assert_array_equal(joints[..., 2] > 0, gt["jnt_missing"].T == 0)
+    np.testing.assert_array_equal(joints[..., 2] > 0, gt.missing == 0)
     five, _ = load_mpii(data_dir / "mpii/mmpose/test_mpii.json", data_dir / "mpii/mmpose")
     for a, b in zip(five, records[:5]):
         np.testing.assert_allclose(a.keypoints, b.keypoints)
