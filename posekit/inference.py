@@ -228,7 +228,7 @@ def load_network(name_or_checkpoint: Any = None, weights: str | Path | None = No
     model = build_model(spec)
     report = None
     if weights is not None:
-        from posekit.models.checkpoint import load_checkpoint
+        from posekit.models.weights import load_checkpoint
 
         report = load_checkpoint(model, weights, strict=True)
     return spec, model.eval(), report, source
@@ -323,7 +323,7 @@ class PoseEstimator:
         self.model = model if model is not None else build_model(self.spec)
         self.load_report = None
         if self.weights is not None and model is None:
-            from posekit.models.checkpoint import load_checkpoint
+            from posekit.models.weights import load_checkpoint
 
             self.load_report = load_checkpoint(self.model, self.weights, strict=True)
         self.model.to(self.device).eval()

@@ -251,7 +251,7 @@ def make_test_dataset(cfg: Config, codec: Any, skeleton: Any, boxes: str = "gt")
 
 def load_weights(model: nn.Module, weights: str | os.PathLike, cfg: Config) -> None:
     """Strictly load official or posekit weights; a posekit file's stored spec must match the config's."""
-    from posekit.models.checkpoint import load_checkpoint
+    from posekit.models.weights import load_checkpoint
     from posekit.modelspec import check_compatible, read_spec
 
     stored = read_spec(weights)

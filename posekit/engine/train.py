@@ -117,7 +117,7 @@ def augment_config(cfg: Config) -> Any:
 def load_pretrained(cfg: Config, model: nn.Module) -> Any:
     """MODEL.PRETRAINED (ImageNet backbone) into the model, keys under EXTRA.PRETRAINED_LAYERS when given."""
     from posekit import models
-    from posekit.models.checkpoint import BACKBONE_ROOTS, HRNET_BACKBONE_ROOTS, load_imagenet_backbone
+    from posekit.models.weights import BACKBONE_ROOTS, HRNET_BACKBONE_ROOTS, load_imagenet_backbone
 
     path = Path(cfg.MODEL.PRETRAINED)
     if not path.is_file():
