@@ -10,7 +10,7 @@ import torch
 
 import posekit.models
 from posekit.errors import CheckpointError
-from posekit.models.checkpoint import load_checkpoint, load_imagenet_backbone
+from posekit.models.weights import load_checkpoint, load_imagenet_backbone
 from posekit.models.hrnet import HRNetConfig, PoseHighResolutionNet
 from posekit.models.resnet import PoseResNet, PoseResNetConfig
 
@@ -140,7 +140,7 @@ def test_classification_hrnet_imagenet_weights_load_into_pose_hrnet(tmp_path):
     """The ImageNet HRNet has multi-scale stage-4 fuse layers, incre/downsamp/final layers and a classifier."""
     from dataclasses import replace
 
-    from posekit.models.checkpoint import HRNET_BACKBONE_ROOTS
+    from posekit.models.weights import HRNET_BACKBONE_ROOTS
     from posekit.models.hrnet import TINY_W16
 
     cls_net = PoseHighResolutionNet(replace(TINY_W16, head="cls"))
