@@ -21,6 +21,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from posekit.errors import ConfigError
+
 PIXEL_STD = 200.0
 KINDS = ("standard", "dark", "udp")
 
@@ -155,7 +157,7 @@ def affine_matrix(
         out = np.asarray(output_size, dtype=np.float64)
         m = get_warp_matrix(rot, center * 2.0, out - 1.0, size).astype(np.float64)
         return cv2.invertAffineTransform(m) if inv else m
-    raise ValueError(f"affine kind must be one of {KINDS}, got {kind!r}")
+    raise ConfigError(f"affine kind must be one of {KINDS}, got {kind!r}")
 
 
 def apply_affine(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
@@ -201,7 +203,7 @@ def transform_preds_official(
     elif kind == "dark":
         trans = get_affine_transform_dark(center, scale, 0, output_size, inv=True)
     else:
-        raise ValueError(f"affine kind must be one of {KINDS}, got {kind!r}")
+        raise ConfigError(f"affine kind must be one of {KINDS}, got {kind!r}")
     return apply_affine(coords[..., :2], trans)
 
 
@@ -252,7 +254,7 @@ def rescale_points(
         out[..., 0] = p[..., 0] * ((dw - 1.0) / (sw - 1.0))
         out[..., 1] = p[..., 1] * ((dh - 1.0) / (sh - 1.0))
     else:
-        raise ValueError(f"affine kind must be one of {KINDS}, got {kind!r}")
+        raise ConfigError(f"affine kind must be one of {KINDS}, got {kind!r}")
     return out
 
 

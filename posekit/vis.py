@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from posekit.errors import DataError
 from posekit.skeletons import Skeleton
 
 
@@ -66,7 +67,7 @@ def make_grid(images: Sequence[np.ndarray], cols: int = 4, cell: tuple[int, int]
               pad: int = 2) -> np.ndarray:
     """Tile RGB images into one grid image; each cell is resized to `cell` (w, h) or the first image's size."""
     if not images:
-        raise ValueError("make_grid needs at least one image")
+        raise DataError("make_grid: no images to lay out (expected at least one)")
     cw, ch = cell or (images[0].shape[1], images[0].shape[0])
     rows = (len(images) + cols - 1) // cols
     grid = np.full((rows * (ch + pad) + pad, cols * (cw + pad) + pad, 3), 32, dtype=np.uint8)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from posekit.codecs.integral import soft_argmax_2d
-from posekit.errors import ConfigError
+from posekit.errors import ConfigError, DataError
 
 
 def _weighted(output: torch.Tensor, target: torch.Tensor, target_weight: torch.Tensor | None,
@@ -23,7 +23,7 @@ def _weighted(output: torch.Tensor, target: torch.Tensor, target_weight: torch.T
     gt = target.reshape(b, k, -1)
     if use_target_weight:
         if target_weight is None:
-            raise ValueError("use_target_weight=True needs target_weight [B,K,1]")
+            raise DataError("loss: use_target_weight=True needs target_weight [B,K,1], got None")
         w = target_weight.reshape(b, k, 1).to(pred.dtype)
         pred, gt = pred * w, gt * w
     return pred, gt
@@ -72,14 +72,14 @@ class CombinedTargetMSELoss(nn.Module):
                 target_weight: torch.Tensor | None = None) -> torch.Tensor:
         b, c = output.shape[:2]
         if c % 3:
-            raise ValueError(f"CombinedTarget output needs 3 channels per joint, got {c}")
+            raise DataError(f"CombinedTarget loss: the output needs 3 channels per joint, got {c} channels")
         k = c // 3
         pred = output.reshape(b, k, 3, -1)
         gt = target.reshape(b, k, 3, -1).to(pred.dtype)
         heat_pred, heat_gt = pred[:, :, 0], gt[:, :, 0]
         if self.use_target_weight:
             if target_weight is None:
-                raise ValueError("use_target_weight=True needs target_weight [B,K,1]")
+                raise DataError("loss: use_target_weight=True needs target_weight [B,K,1], got None")
             w = target_weight.reshape(b, k, 1).to(pred.dtype)
             heat_pred, heat_gt = heat_pred * w, heat_gt * w
         loss = F.mse_loss(heat_pred, heat_gt)
@@ -112,7 +112,7 @@ class GRMILoss(nn.Module):
                 target_weight: torch.Tensor | None = None) -> torch.Tensor:
         b, c = output.shape[:2]
         if c % 3:
-            raise ValueError(f"G-RMI output needs 3K channels, got {c}")
+            raise DataError(f"G-RMI loss: the output needs 3K channels (heatmap, x and y offset per joint), got {c}")
         k = c // 3
         out = output.reshape(b, 3, k, -1)
         tgt = target.reshape(b, 3, k, -1).to(out.dtype)
