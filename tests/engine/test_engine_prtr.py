@@ -159,3 +159,28 @@ def test_fit_loss_falls_and_resume_equals_uninterrupted(prtr_cfg, tmp_path):
     a = ckpt.load_training_checkpoint(tmp_path / "full" / "checkpoint.pth")["model"]
     b = ckpt.load_training_checkpoint(tmp_path / "split" / "checkpoint.pth")["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_cli_train_then_test_matches_the_validation_inside_training(tiny_data, tmp_path, capsys):
+    import yaml
+
+    from posekit.cli import main
+
+    raw = micro_config_dict(tiny_data)
+    raw["MODEL"] = {"ZOO": "prtr_hrnet_tiny_128x96", "IMAGE_SIZE": [64, 64]}
+    raw["TRAIN"].update({"OPTIMIZER": "adamw", "LR": 5e-4, "LR_BACKBONE": 1e-4, "CLIP_MAX_NORM": 0.1,
+                         "END_EPOCH": 1, "VAL_EVERY": 1})
+    path = tmp_path / "prtr.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "run"
+    assert main(["train", str(path), "--out", str(out), "--no-progress", "TRAIN.LR=0.0004"]) == 0
+    printed = capsys.readouterr().out
+    assert "AP" in printed
+    weights = out / "model_best.pth"
+    assert weights.is_file()
+    assert main(["test", str(path), "--weights", str(weights), "--out", str(out), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    val = [e["epoch_end"]["metrics"] for e in log if "epoch_end" in e][0]
+    assert metrics == pytest.approx(val)
