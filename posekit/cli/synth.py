@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-subjects", type=int, default=3, help="at most this many figures per image")
     parser.add_argument("--seed", type=int, default=0, help="image i depends only on (seed, i)")
     parser.add_argument("--size", type=_size, default=(256, 256), metavar="WxH", help="image size (default 256x256)")
+    parser.add_argument("--max-yaw", type=float, default=180.0, metavar="DEG",
+                        help="bodies turn in [-DEG, DEG] around the vertical (default 180; 0 = facing the camera)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     parser.add_argument("--preview", action="store_true", help="also write DIR/preview.png, a 4x4 contact sheet")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -45,10 +47,11 @@ def run(args: argparse.Namespace) -> int:
     with tqdm(total=args.num_images, unit="img", file=sys.stderr, disable=args.no_progress, desc="synth") as bar:
         summary = generate(args.out, args.num_images, kind=args.kind, style=args.style,
                            max_subjects=args.max_subjects, seed=args.seed, workers=args.workers,
-                           image_size=args.size, progress=bar.update)
+                           image_size=args.size, progress=bar.update, max_yaw=args.max_yaw)
     print(f"wrote {summary['num_images']} images, {summary['num_instances']} {args.kind} instances "
           f"({summary['visible_fraction']:.0%} keypoints visible, {summary['occluded_fraction']:.0%} occluded)")
-    print(f"annotations: {summary['ann_file']}")
+    print(f"annotations: {summary['ann_file']}"
+          + (" (with 3-D joints + intrinsics: DATASET.FORMAT synth3d)" if args.kind == "human" else ""))
     print(f"images:      {summary['image_root']}")
     if args.preview:
         path = Path(args.out) / "preview.png"
