@@ -351,6 +351,24 @@ def root_depth_from_box(box: Sequence[float], f: Sequence[float], real_area: flo
     return math.sqrt(float(f[0]) * float(f[1]) * real_area / area)
 
 
+def load_body3d(weights: str | Path, config: Config | None = None) -> Built:
+    """A trained 3-D model ready for `predict_poses_3d`: network with `weights` loaded (eval mode), Body3DCoder and
+    skeleton, rebuilt from the config stored in a posekit weights file (or from `config` for official weights)."""
+    from posekit.config import config_from_yaml
+    from posekit.models.weights import load_checkpoint
+    from posekit.modelspec import read_spec
+
+    spec = read_spec(weights)
+    if config is None:
+        if spec is None or not spec.config_yaml:
+            raise ConfigError(f"{weights}: no posekit model spec inside (official weights): pass the config")
+        config = config_from_yaml(spec.config_yaml, source=f"{weights} (stored config)")
+    built = build_body3d(config)
+    load_checkpoint(built.model, weights, strict=True)
+    built.model.eval()
+    return built
+
+
 @torch.no_grad()
 def predict_poses_3d(model: nn.Module, image_rgb: np.ndarray, boxes: Sequence[Sequence[float]] | np.ndarray,
                      coder: Body3DCoder, flip_pairs: Sequence[Sequence[int]] | None = None,

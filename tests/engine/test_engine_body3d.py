@@ -18,6 +18,7 @@ from posekit.config import config_from_dict
 from posekit.data.body3d import collate_body3d
 from posekit.engine.body3d_task import (
     Body3DTask,
+    load_body3d,
     make_dataset,
     predict_poses_3d,
     root_depth_from_box,
@@ -178,3 +179,7 @@ def test_cli_train_and_test(synth3d, tmp_path):
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert test.returncode == 0, test.stderr[-2000:]
     assert "MPJPE" in test.stdout
+    built = load_body3d(weights)  # what PoseEstimator / posekit infer use for a 3-D model
+    image = np.full((160, 160, 3), 90, np.uint8)
+    poses = predict_poses_3d(built.model, image, [[40, 20, 60, 120]], built.codec, built.skeleton.flip_pairs)
+    assert len(poses) == 1 and np.isfinite(poses[0].joints_cam).all()
