@@ -32,6 +32,8 @@ def _official_codec(cfg: Config) -> str:
         return "dark" if t.BLUR_KERNEL > 0 else "msra"
     if target in ("offset", "combined"):
         return "udp_offset"
+    if target == "coord":  # PRTR (MODEL.NAME pose_transformer): normalised coordinates, matched decoding
+        return "coord"
     raise ConfigError(f"MODEL.TARGET_TYPE {m.TARGET_TYPE!r} in {cfg.source}: posekit trains 'gaussian' (and "
                       "'offset' = UDP CombinedTarget) heatmaps; set MODEL.CODEC to choose another codec")
 

@@ -162,21 +162,21 @@ def test_fit_loss_falls_and_resume_equals_uninterrupted(prtr_cfg, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_train_then_test_matches_the_validation_inside_training(tiny_data, tmp_path, capsys):
+def test_cli_train_then_test_official_vocabulary_with_detection_boxes(tiny_data, tmp_path, capsys):
     import yaml
 
     from posekit.cli import main
 
     raw = micro_config_dict(tiny_data)
-    raw["MODEL"] = {"ZOO": "prtr_hrnet_tiny_128x96", "IMAGE_SIZE": [64, 64]}
-    raw["TRAIN"].update({"OPTIMIZER": "adamw", "LR": 5e-4, "LR_BACKBONE": 1e-4, "CLIP_MAX_NORM": 0.1,
+    raw["MODEL"] = {"NAME": "pose_transformer", "TARGET_TYPE": "coord", "IMAGE_SIZE": [64, 64],
+                    "HEATMAP_SIZE": [16, 16], "NUM_JOINTS": 17, "EXTRA": MICRO_PRTR_EXTRA}
+    raw["TRAIN"].update({"OPTIMIZER": "adamW", "LR": 5e-4, "LR_BACKBONE": 1e-4, "CLIP_MAX_NORM": 0.1,
                          "END_EPOCH": 1, "VAL_EVERY": 1})
     path = tmp_path / "prtr.yaml"
     path.write_text(yaml.safe_dump(raw))
     out = tmp_path / "run"
     assert main(["train", str(path), "--out", str(out), "--no-progress", "TRAIN.LR=0.0004"]) == 0
-    printed = capsys.readouterr().out
-    assert "AP" in printed
+    assert "AP" in capsys.readouterr().out
     weights = out / "model_best.pth"
     assert weights.is_file()
     assert main(["test", str(path), "--weights", str(weights), "--out", str(out), "--json"]) == 0
@@ -184,3 +184,13 @@ def test_cli_train_then_test_matches_the_validation_inside_training(tiny_data, t
     log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     val = [e["epoch_end"]["metrics"] for e in log if "epoch_end" in e][0]
     assert metrics == pytest.approx(val)
+    # detection boxes (here: the GT boxes as detections, plus a low-score false positive per image)
+    gt = json.loads(Path(tiny_data["val_ann"]).read_text())
+    dets = [{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 1.0} for a in gt["annotations"]]
+    dets += [{"image_id": a["image_id"], "category_id": 1, "bbox": [1, 1, 20, 30], "score": 0.3}
+             for a in gt["annotations"]]
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    assert main(["test", str(path), "--weights", str(weights), "--out", str(out), "--json",
+                 "--boxes", str(tmp_path / "dets.json")]) == 0
+    results = json.loads((out / "keypoints_val2017_results.json").read_text())
+    assert len(results) > len(gt["annotations"])  # the detection boxes were used
