@@ -57,7 +57,8 @@ class LoadReport:
 
 
 def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """The tensors of a checkpoint file: plain state_dict, or the dict under 'state_dict' / 'model'."""
+    """The tensors of a checkpoint file: plain state_dict, or the dict under 'state_dict' / 'model' / 'network'
+    (3DMPPE snapshots: {'epoch', 'network', 'optimizer'})."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
@@ -69,7 +70,7 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], list[str
                               f"only): {first}") from None
     notes = []
     if isinstance(obj, Mapping):
-        for key in ("state_dict", "model"):
+        for key in ("state_dict", "model", "network"):
             inner = obj.get(key)
             if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
                 obj, notes = inner, [f"tensors under {key!r}"]

@@ -109,3 +109,15 @@ def test_small_model_exports_to_onnx_with_coords_output(tmp_path):
     model = posekit.models.build("posenet3d_res18_128x128")
     diff, scale = export_onnx(model, (128, 128), tmp_path / "p3d.onnx", dynamic_batch=True, return_scale=True)
     assert diff <= 1e-4 * max(scale, 1.0)  # the ONNX graph ends in the soft-argmax: [N, 18, 3] coords
+
+
+def test_official_3dmppe_snapshot_layout_loads(tmp_path, reference_dir):
+    """3DMPPE saves {'epoch', 'network': DataParallel state_dict ('module.' keys), 'optimizer'}."""
+    from posekit.models.weights import load_checkpoint
+
+    man = json.loads((reference_dir / "manifests/3dmppe_resposenet_r50_j18.json").read_text())
+    sd = {f"module.{k}": torch.full(s, 0.5, dtype=getattr(torch, d)) for k, s, d in man["state_dict"]}
+    torch.save({"epoch": 24, "network": sd, "optimizer": {"state": {}, "param_groups": []}}, tmp_path / "snap.pth")
+    model = posekit.models.build("posenet3d_res50_256x256")
+    report = load_checkpoint(model, tmp_path / "snap.pth", strict=True)
+    assert report.ok and torch.all(model.head.final_layer.bias == 0.5)
