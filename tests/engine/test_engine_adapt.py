@@ -231,3 +231,18 @@ def test_real_animal_samples_load_as_target(data_dir, domains, tmp_path):
     res = A.adapt(cfg, doms, tmp_path / "real", device="cpu")
     data = json.loads((tmp_path / "real" / "pseudo_labels/round_00.json").read_text())
     assert len(data["annotations"]) == 2 and "AP" in res["metrics"]
+
+
+@pytest.mark.slow
+def test_bearpaw_zoo_model_trains_through_the_engine(domains, tmp_path):
+    """The CC-SSL network + bearpaw codec is an ordinary zoo entry: `posekit train` runs it on the source split."""
+    from posekit.cli import main
+
+    cfg = tmp_path / "bearpaw.yaml"
+    cfg.write_text("\n".join([
+        "WORKERS: 0", "MODEL:", "  ZOO: hourglass_bearpaw_1stack_128x128", "  IMAGE_SIZE: [64, 64]", "DATASET:",
+        "  FORMAT: coco", f"  TRAIN_ANN: {domains.source.ann_file}", f"  TRAIN_IMAGES: {domains.source.image_root}",
+        f"  TEST_ANN: {domains.target_val.ann_file}", f"  TEST_IMAGES: {domains.target_val.image_root}", "TRAIN:",
+        "  BATCH_SIZE_PER_GPU: 3", "  END_EPOCH: 1", "  MAX_ITERS: 2", "  VAL_EVERY: 0"]) + "\n")
+    assert main(["train", str(cfg), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert (tmp_path / "run" / "checkpoint.pth").is_file()
