@@ -48,14 +48,25 @@ def prtr_cfg(tiny_data):
     return make
 
 
-def test_official_yamls_select_the_prtr_task(reference_dir):
-    for path in sorted((reference_dir / "configs/prtr_repo/coco/transformer").glob("*.yaml")):
+def test_official_yamls_select_the_prtr_task_and_build(reference_dir):
+    man = json.loads((reference_dir / "manifests/prtr_res50_384x288.json").read_text())
+    paths = sorted((reference_dir / "configs/prtr_repo").glob("*/transformer/*.yaml"))
+    assert len(paths) == 16
+    for path in paths:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             cfg = load_config(path)
-        assert task_for(cfg).name == "prtr"
+        task = task_for(cfg)
+        assert task.name == "prtr"
         assert cfg.TRAIN.LR_BACKBONE == (1e-4 if "w32" in path.name else 1e-5)
         assert cfg.DATASET.COLOR_RGB is ("w32" in path.name)
+        with torch.device("meta"):
+            built = task.build(cfg)
+        assert built.spec.input_size == tuple(cfg.MODEL.IMAGE_SIZE) and built.codec.name == "coord"
+        assert built.model.class_embed.out_features == cfg.MODEL.NUM_JOINTS + 1
+        if path.name == "res50_384x288_adamw_lr1e-4.yaml" and "coco" in str(path):
+            assert [(k, list(v.shape)) for k, v in built.model.state_dict().items()] == \
+                [(k, s) for k, s, _ in man["state_dict"]]
 
 
 def test_build_param_groups_and_codec(prtr_cfg):
