@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from posekit.config import (
-    ConfigWarning,
     config_from_dict,
     config_from_yaml,
     config_to_dict,
@@ -95,11 +94,11 @@ def test_official_config_builds_the_official_network(reference_dir, manifest, re
     assert codec.input_size == (192, 256) and skeleton.num_keypoints == 17
 
 
-def test_unbuildable_official_families_load_but_do_not_build(reference_dir):
-    with pytest.warns(ConfigWarning, match="pose_transformer"):
-        cfg = load_config(reference_dir / "configs/prtr_repo/coco/transformer/res50_384x288_adamw_lr1e-4.yaml")
-    with pytest.raises(ConfigError, match="MODEL.NAME 'pose_transformer'"):
-        model_spec(cfg)
+def test_official_prtr_yaml_resolves_to_the_prtr_task(reference_dir):
+    cfg = load_config(reference_dir / "configs/prtr_repo/coco/transformer/res50_384x288_adamw_lr1e-4.yaml",
+                      warn=False)
+    spec = model_spec(cfg)
+    assert spec.task == "prtr" and spec.input_size == (288, 384) and spec.codec == "coord"
 
 
 def test_posekit_configs_load_without_unused_keys_and_resolve():

@@ -31,3 +31,29 @@ def test_bench_learn_json_and_table(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "train min" in text and "AP" in text and len([ln for ln in text.splitlines() if ln.endswith(" all")]) >= 3
+
+
+def test_candidate_parsing_and_ap_marks() -> None:
+    from posekit.bench.learn import _ap_at, parse_candidate
+    from posekit.errors import ConfigError
+
+    assert parse_candidate("r18:MODEL.ZOO=simplebaseline_res18_128x96, MODEL.CODEC=dark") == (
+        "r18", ["MODEL.ZOO=simplebaseline_res18_128x96", "MODEL.CODEC=dark"])
+    with pytest.raises(ConfigError, match="NAME:KEY=VALUE"):
+        parse_candidate("r18:MODEL.ZOO")
+    points = [{"minutes": 1.0, "AP": 0.1}, {"minutes": 2.01, "AP": 0.2}, {"minutes": 4.0, "AP": 0.3}]
+    assert _ap_at(points, 0.5) is None and _ap_at(points, 2) == 0.2 and _ap_at(points, 5) == 0.3
+
+
+@pytest.mark.slow
+def test_bench_learn_candidates_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    args = ["bench", "learn", "--minutes", "0.05", "--every", "0", "--num-train", "8", "--num-val", "3",
+            "--out", str(tmp_path / "out"), "--data", str(tmp_path / "data"), "--seed", "2",
+            "--candidate", "udp:", "--candidate", "dark:MODEL.CODEC=dark"]
+    assert main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [c["name"] for c in result["candidates"]] == ["udp", "dark"]
+    assert [c["codec"] for c in result["candidates"]] == ["udp", "dark"]
+    assert all(c["iterations"] > 0 and -1 <= c["AP"] <= 1 for c in result["candidates"])
+    assert main(args) == 0
+    assert "candidate" in capsys.readouterr().out
