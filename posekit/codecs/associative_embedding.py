@@ -443,7 +443,8 @@ class AssociativeEmbeddingCodec(Codec):
     "refs" [max_people,K,2] int64}. decode(outputs [C,h,w] or [S,C,h,w] (last stack used), flip_outputs=None)
     -> (people [P,K,3] (x, y, score) in network-input px, person scores [P]); for a whole image with its warp and
     multi-scale test use posekit.bottomup.estimate_bottomup. `normalize` names the input the network expects:
-    "unit" = RGB / 255 (official pose-ae-train checkpoints), "imagenet" = ImageNet mean/std.
+    "unit" = RGB / 255 (official pose-ae-train checkpoints), "imagenet" = ImageNet mean/std. `shift_heatmap` is
+    accepted for the engine's TEST.SHIFT_HEATMAP and ignored (the AE flip test has no one-pixel shift).
     """
 
     name = "ae"
@@ -465,6 +466,7 @@ class AssociativeEmbeddingCodec(Codec):
         official_refine_clamp: bool = True,
         normalize: str = "unit",
         test_scales: Sequence[float] = (1.0,),
+        shift_heatmap: bool = False,
     ) -> None:
         w = int(heatmap_size[0])
         super().__init__(input_size, heatmap_size, num_keypoints, sigma if sigma else w / 64)

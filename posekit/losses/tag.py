@@ -98,4 +98,5 @@ class AELoss(nn.Module):
         push, pull, det = self.per_stack(outputs, targets)
         loss = (self.push_weight * push.mean() + self.pull_weight * pull.mean()
                 + self.detection_weight * det.mean())
-        return loss, {"push": float(push.mean()), "pull": float(pull.mean()), "detection": float(det.mean())}
+        return loss, {"push": float(push.detach().mean()), "pull": float(pull.detach().mean()),
+                  "detection": float(det.detach().mean())}

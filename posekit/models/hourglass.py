@@ -59,14 +59,15 @@ class AEMerge(nn.Module):
 class AEHourglass(nn.Module):
     """Recursive hourglass of depth n; only this level widens by `increase`, inner levels by the default 128."""
 
-    def __init__(self, n: int, f: int, bn: bool = False, increase: int = 128) -> None:
+    def __init__(self, n: int, f: int, bn: bool = False, increase: int = 128, inner_increase: int = 128) -> None:
         super().__init__()
         nf = f + increase
         self.up1 = AEConv(f, f, 3, bn=bn)
         self.pool1 = nn.MaxPool2d(2, 2)
         self.low1 = AEConv(f, nf, 3, bn=bn)
-        # official quirk: `increase` is not passed down the recursion
-        self.low2: nn.Module = AEHourglass(n - 1, nf, bn=bn) if n > 1 else AEConv(nf, nf, 3, bn=bn)
+        # official quirk: `increase` is not passed down the recursion (inner levels add inner_increase, default 128)
+        self.low2: nn.Module = (AEHourglass(n - 1, nf, bn=bn, increase=inner_increase, inner_increase=inner_increase)
+                                if n > 1 else AEConv(nf, nf, 3, bn=bn))
         self.low3 = AEConv(nf, f, 3)  # never has BN (official)
         self.up2 = nn.Upsample(scale_factor=2, mode="nearest")
 
@@ -84,7 +85,8 @@ class AEPoseNet(nn.Module):
     """
 
     def __init__(self, nstack: int = 4, inp_dim: int = 256, oup_dim: int = 68, bn: bool = False,
-                 increase: int = 128, input_layout: str = "NHWC") -> None:
+                 increase: int = 128, input_layout: str = "NHWC", inner_increase: int = 128,
+                 stem_dims: tuple[int, int] = (64, 128)) -> None:
         super().__init__()
         if input_layout not in ("NHWC", "NCHW"):
             raise ConfigError(f"AEPoseNet input_layout must be 'NHWC' or 'NCHW', got {input_layout!r}")
@@ -92,15 +94,16 @@ class AEPoseNet(nn.Module):
             raise ConfigError(f"AEPoseNet nstack must be >= 1, got {nstack}")
         self.nstack = nstack
         self.input_layout = input_layout
+        s1, s2 = stem_dims  # official 64, 128
         self.pre = nn.Sequential(
-            AEConv(3, 64, 7, 2, bn=bn),
-            AEConv(64, 128, bn=bn),
+            AEConv(3, s1, 7, 2, bn=bn),
+            AEConv(s1, s2, bn=bn),
             nn.MaxPool2d(2, 2),
-            AEConv(128, 128, bn=bn),
-            AEConv(128, inp_dim, bn=bn),
+            AEConv(s2, s2, bn=bn),
+            AEConv(s2, inp_dim, bn=bn),
         )
         self.features = nn.ModuleList([
-            nn.Sequential(AEHourglass(4, inp_dim, bn, increase), AEConv(inp_dim, inp_dim, 3, bn=False),
+            nn.Sequential(AEHourglass(4, inp_dim, bn, increase, inner_increase), AEConv(inp_dim, inp_dim, 3, bn=False),
                           AEConv(inp_dim, inp_dim, 3, bn=False))
             for _ in range(nstack)
         ])
@@ -120,16 +123,36 @@ class AEPoseNet(nn.Module):
         return torch.stack(preds, 1)
 
 
-@register_model(input_size=(512, 512), heatmap_size=(128, 128), codec="ae", skeleton="coco")
+def _ae_cfg(cfg: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Zoo overrides; `num_joints` (what the engine passes for another skeleton/codec head) sets oup_dim."""
+    cfg = dict(cfg)
+    if "num_joints" in overrides:
+        overrides = dict(overrides)
+        cfg["oup_dim"] = int(overrides.pop("num_joints"))
+    cfg.update(overrides)
+    return cfg
+
+
+@register_model(input_size=(512, 512), heatmap_size=(128, 128), codec="ae", codec_cfg={"sigma": 2.0},
+                skeleton="coco", task="bottomup")
 def ae_hourglass_512(**overrides: Any) -> AEPoseNet:
     """AE bottom-up hourglass, COCO (task/pose.py config: 4 stacks, 256 ch, oup_dim 68, increase 128).
 
     The zoo entry takes posekit's [N, 3, H, W] input (`input_layout="NCHW"`); pass `input_layout="NHWC"` for the
-    official layout. Same weights either way.
+    official layout. Same weights either way. Official checkpoints expect RGB / 255 input (codec normalize="unit").
     """
-    cfg: dict[str, Any] = dict(nstack=4, inp_dim=256, oup_dim=68, bn=False, increase=128, input_layout="NCHW")
-    cfg.update(overrides)
-    return AEPoseNet(**cfg)
+    return AEPoseNet(**_ae_cfg(dict(nstack=4, inp_dim=256, oup_dim=68, bn=False, increase=128, input_layout="NCHW"),
+                               overrides))
+
+
+@register_model(input_size=(128, 128), heatmap_size=(32, 32), codec="ae", codec_cfg={"sigma": 1.0},
+                skeleton="coco", task="bottomup")
+def ae_hourglass_small_128(**overrides: Any) -> AEPoseNet:
+    """Small CPU-trainable AE hourglass (posekit): stem 32/64 ch (official 64/128), 2 stacks of 48 ch, +24 ch per
+    level at every level (the official recursion adds 128 inside: `inner_increase`), BatchNorm, 17 det + 17 tag
+    channels, 128x128 input, 32x32 maps (2.5 M params, 0.39 GMACs)."""
+    return AEPoseNet(**_ae_cfg(dict(nstack=2, inp_dim=48, oup_dim=34, bn=True, increase=24, inner_increase=24,
+                                    stem_dims=(32, 64), input_layout="NCHW"), overrides))
 
 
 # ----------------------------------------------------------------------------------------------------------------
