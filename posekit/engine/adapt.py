@@ -966,23 +966,41 @@ def copy_config(cfg: AdaptConfig, **changes: Any) -> AdaptConfig:
 def benchmark(root: str | os.PathLike, pretrain_minutes: float = 2.0, adapt_minutes: float = 2.0,
               sizes: BuiltinDomains = BuiltinDomains(num_source=600, num_target=150, num_val=120, num_human=300,
                                                      sequence_length=10),
-              base: AdaptConfig | None = None, device: str | None = None,
+              base: AdaptConfig | None = None, device: str | None = None, pretrained: str | None = None,
+              methods: Sequence[str] = ("source", "ccssl", "wscda"),
               on_event: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Equal budgets: a shared source-only stage of `pretrain_minutes`, then `adapt_minutes` more of source-only,
-    CC-SSL or WS-CDA from it; returns {method: target held-out metrics} (+ the stage's own metrics as "pretrain")."""
+    """Equal budgets: a shared source-only stage of `pretrain_minutes` (or `pretrained`, the final_state.pth of an
+    earlier stage), then `adapt_minutes` more of source-only, CC-SSL or WS-CDA from it. Returns {method: target
+    held-out metrics}, the stage's own metrics as "pretrain", and "source_domain": the source-only model on a
+    held-out split of the SOURCE style (the size of the domain gap)."""
+    from posekit.data.synth import generate
+
     root = Path(root)
     domains = builtin_domains(root / "data", sizes)
     base = base or AdaptConfig(model="hourglass_bearpaw_1stack_128x128", epochs=10_000, iters_per_epoch=20,
                                round_every=3, batch_size=12, target_batch_size=12, human_batch_size=12,
                                optimizer="adam", lr=1e-3)
     emit = on_event or (lambda kind, info: None)
-    pre = adapt(copy_config(base, method="source", max_minutes=pretrain_minutes), domains, root / "pretrain",
-                device=device, on_event=lambda k, i: emit(f"pretrain/{k}", i))
-    out: dict[str, Any] = {"pretrain": {**pre["metrics"], "epochs": pre["epoch"], "seconds": pre["seconds"]}}
-    for method in ("source", "ccssl", "wscda"):
+    out: dict[str, Any] = {}
+    if pretrained is None:
+        pre = adapt(copy_config(base, method="source", max_minutes=pretrain_minutes), domains, root / "pretrain",
+                    device=device, on_event=lambda k, i: emit(f"pretrain/{k}", i))
+        pretrained = pre["final_weights"]
+        out["pretrain"] = {**pre["metrics"], "epochs": pre["epoch"], "seconds": pre["seconds"]}
+    for method in methods:
         res = adapt(copy_config(base, method=method, max_minutes=adapt_minutes), domains, root / method,
-                    init_weights=pre["final_weights"], device=device,
+                    init_weights=pretrained, device=device,
                     on_event=lambda k, i, m=method: emit(f"{m}/{k}", i))
         out[method] = {**res["metrics"], "epochs": res["epoch"], "seconds": res["seconds"]}
+    if "source" in methods:  # the domain gap: the source-only model on held-out images of the source style
+        d = root / "data" / "source_val"
+        if not (d / "annotations.json").is_file():
+            generate(d, sizes.num_val, kind="quadruped", style="A", seed=sizes.seed + 15, max_subjects=1,
+                     image_size=sizes.image_size, workers=1)
+        st = _setup(copy_config(base, method="source"), Domains(domains.source, domains.target_train,
+                                                                 Split(str(d / "annotations.json"),
+                                                                       str(d / "images"))), device)
+        st.net.net.load_state_dict(torch.load(root / "source" / "final_state.pth", map_location="cpu"))
+        out["source_domain"] = evaluate_target(st.net, st.target_val, st.codec, st.skeleton, st.device,
+                                               base.eval_batch_size, st.val_gt_file)
     return out
-
