@@ -1,5 +1,9 @@
 """`posekit bench eval`: COCO keypoint evaluation time per backend and OKS-NMS time, on real COCO boxes.
 
+Per backend: the library's own evaluate+accumulate (loading excluded), posekit's whole `coco_keypoints` on the
+in-memory ground truth and results (validation, loading, evaluation, summary) and the same from JSON files (what
+`posekit eval` does), next to the time of a bare `json.load` of the results file (a floor of the file path).
+
 Predictions are synthetic but realistic: every detection box of the COCO val2017 subset (538 images, 17,028
 person detections) gets keypoints: the ground truth of the person it overlaps plus Gaussian noise, or random
 points inside the box for background detections. A 10x enlargement repeats the images under new ids.
@@ -188,13 +192,29 @@ def _load_inputs(args: argparse.Namespace) -> tuple[Path, dict, list[dict]]:
 
 
 def _eval_entry(gt: dict, results: list[dict], backend: str, scale: int) -> dict:
+    """Times of one evaluation: the library's evaluate+accumulate, posekit in memory and from JSON files."""
+    import tempfile
+
     t0 = time.perf_counter()
     stats = coco_eval.coco_keypoints(gt, results, backend=backend)
     total = time.perf_counter() - t0
     lib_s, lib_stats = _time_libraries(gt, results, backend)
+    with tempfile.TemporaryDirectory(prefix="posekit-bench-eval-") as tmp:
+        gt_file, res_file = Path(tmp) / "gt.json", Path(tmp) / "results.json"
+        gt_file.write_text(json.dumps(gt))
+        res_file.write_text(json.dumps(results))
+        t0 = time.perf_counter()
+        with open(res_file) as f:
+            json.load(f)
+        json_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        file_stats = coco_eval.coco_keypoints(gt_file, res_file, backend=backend)
+        files_s = time.perf_counter() - t0
     return {"scale": scale, "images": len({img["id"] for img in gt["images"]}), "detections": len(results),
-            "backend": backend, "evaluate_accumulate_s": lib_s, "posekit_total_s": total, "AP": stats["AP"],
-            "stats": stats, "stats_equal_direct_call": [stats[n] for n in coco_eval.STAT_NAMES] == lib_stats}
+            "backend": backend, "evaluate_accumulate_s": lib_s, "posekit_total_s": total,
+            "posekit_files_s": files_s, "results_json_load_s": json_s, "AP": stats["AP"], "stats": stats,
+            "stats_equal_direct_call": [stats[n] for n in coco_eval.STAT_NAMES] == lib_stats,
+            "files_equal_memory": file_stats == stats}
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -252,8 +272,10 @@ def render(result: dict) -> str:
                         ["official-style oks_nms (loops)", n["official_style_s"], n["kept"], n["same_keep_lists"]]],
                        ["OKS-NMS", "seconds", "kept", "same keep lists"], digits=3)
     rows = [[f"x{e['scale']}", e["images"], e["detections"], e["backend"], e["evaluate_accumulate_s"],
-             e["posekit_total_s"], e["AP"], e["stats_equal_direct_call"]] for e in result["eval"]]
-    ev = format_table(rows, ["set", "images", "dets", "backend", "eval+acc s", "posekit total s", "AP",
-                             "= direct call"], digits=3)
+             e["posekit_total_s"], e["posekit_total_s"] / max(e["evaluate_accumulate_s"], 1e-9),
+             e.get("posekit_files_s", "-"), e.get("results_json_load_s", "-"), e["AP"], e["stats_equal_direct_call"]]
+            for e in result["eval"]]
+    ev = format_table(rows, ["set", "images", "dets", "backend", "eval+acc s", "posekit total s", "ratio",
+                             "from files s", "json.load s", "AP", "= direct call"], digits=3)
     same = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in result["backends_equal"].items())
     return f"{head}\n{nms}\nspeed-up {n['speedup']:.1f}x\n\n{ev}\nall 10 stats equal across backends: {same}"
