@@ -151,6 +151,11 @@ def _split_boxes(boxes: np.ndarray | Sequence | None, scores: np.ndarray | Seque
         raise DataError(f"{what}: box {int(bad[0])} = {b[bad[0]].tolist()} is not a finite xywh box with w, h > 0")
     if not np.isfinite(s).all():
         raise DataError(f"{what}: box scores must be finite numbers")
+    h, w = image.shape[:2]
+    outside = np.flatnonzero((b[:, 0] >= w) | (b[:, 1] >= h) | (b[:, 0] + b[:, 2] <= 0) | (b[:, 1] + b[:, 3] <= 0))
+    if outside.size:
+        raise DataError(f"{what}: box {int(outside[0])} = {b[outside[0]].tolist()} lies entirely outside the "
+                        f"{w}x{h} image (detections of another image?)")
     return b, s
 
 
@@ -440,7 +445,18 @@ class PoseEstimator:
                 yield Result(path, None, [], error=str(e), index=counter[0])
                 counter[0] += 1
                 continue
-            pending.append((path, rgb, _boxes_for(boxes, path, rgb, None), None))
+            try:
+                found = _boxes_for(boxes, path, rgb, None)
+                _split_boxes(*(found if isinstance(found, tuple) else (found, None)), rgb, str(path))
+            except DataError as e:  # bad boxes for this image: the same policy as an unreadable image
+                if on_error == "stop":
+                    yield from flush()
+                    raise
+                yield from flush()
+                yield Result(path, None, [], error=str(e), index=counter[0])
+                counter[0] += 1
+                continue
+            pending.append((path, rgb, found, None))
             if full():
                 yield from flush()
         yield from flush()

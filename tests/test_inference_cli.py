@@ -241,3 +241,19 @@ def test_export_uses_the_spec_in_the_weights(tmp_path: Path, capsys) -> None:
     rc = main(["export", "--model", "simplebaseline_res18_128x96", "--weights", str(tmp_path / "w.pth"),
                "--out", str(tmp_path / "m2.onnx")])
     assert rc == 1 and "another model spec" in capsys.readouterr().err and not (tmp_path / "m2.onnx").exists()
+
+
+def test_box_outside_the_image_is_reported(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(folder / f"{i}.png"), smooth_image(60, 50, i))
+    est = PoseEstimator(MODEL, backend="torch", flip_test=False)
+    boxes = {"0.png": [[1000, 1000, 20, 30]], "1.png": [[5, 5, 20, 30]]}
+    results = list(est.images(folder, boxes=boxes))
+    assert results[0].error is not None and "entirely outside the 50x60 image" in results[0].error
+    assert results[1].error is None and len(results[1].poses) == 1
+    with pytest.raises(DataError, match="outside"):
+        list(est.images(folder, boxes=boxes, on_error="stop"))
+    with pytest.raises(DataError, match="box 0"):
+        est(smooth_image(60, 50, 0), [[-100, 0, 50, 50]])
