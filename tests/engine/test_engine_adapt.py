@@ -227,7 +227,8 @@ def test_real_animal_samples_load_as_target(data_dir, domains, tmp_path):
     real = A.Split(str(data_dir / "ap10k/mmpose/test_ap10k.json"), str(data_dir / "ap10k/mmpose"))
     doms = A.Domains(domains.source, real, real)
     cfg = A.AdaptConfig(method="ccssl", **{**TINY, "epochs": 1, "source_epochs": 0, "iters_per_epoch": 1,
-                                           "target_batch_size": 2, "num_transform": 2, "eval_batch_size": 2})
+                                           "target_batch_size": 2, "num_transform": 2, "eval_batch_size": 2,
+                                           "flip_pseudo": True})
     res = A.adapt(cfg, doms, tmp_path / "real", device="cpu")
     data = json.loads((tmp_path / "real" / "pseudo_labels/round_00.json").read_text())
     assert len(data["annotations"]) == 2 and "AP" in res["metrics"]
