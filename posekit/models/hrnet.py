@@ -64,6 +64,7 @@ class HRNetConfig:
     final_conv_kernel: int = 1
     head: str = "pose"  # "pose" (heatmaps) | "cls" (classification-HRNet 2048-channel head, PRTR backbone)
     head_channels: tuple[int, ...] = field(default=(32, 64, 128, 256))
+    upsample: int = 0  # posekit: x2 deconvolutions (4x4, BN, ReLU) before the pose head's final layer (stride 4 -> 2)
 
     @classmethod
     def from_official(cls, extra: Mapping[str, Any], num_joints: int = 17, head: str = "pose") -> HRNetConfig:
@@ -196,6 +197,11 @@ class PoseHighResolutionNet(nn.Module):
             pre = cur
         self.pre_stage_channels = pre
         if cfg.head == "pose":
+            if cfg.upsample:
+                c = pre[0]
+                self.deconv_layers = nn.Sequential(*(layer for _ in range(cfg.upsample) for layer in (
+                    nn.ConvTranspose2d(c, c, 4, stride=2, padding=1, bias=False),
+                    nn.BatchNorm2d(c, momentum=BN_MOMENTUM), nn.ReLU(inplace=True))))
             k = cfg.final_conv_kernel
             self.final_layer = nn.Conv2d(pre[0], cfg.num_joints, kernel_size=k, stride=1, padding=1 if k == 3 else 0)
             self.out_channels = cfg.num_joints
@@ -229,7 +235,7 @@ class PoseHighResolutionNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.forward_features(x)
         if self.cfg.head == "pose":
-            return self.final_layer(y[0])
+            return self.final_layer(self.deconv_layers(y[0]) if self.cfg.upsample else y[0])
         out = self.incre_modules[0](y[0])
         for i, down in enumerate(self.downsamp_modules):
             out = self.incre_modules[i + 1](y[i + 1]) + down(out)
@@ -329,6 +335,12 @@ def hrnet_w32_256x256_mpii(**overrides: Any) -> nn.Module:
 def hrnet_w16_tiny_128x96(**overrides: Any) -> nn.Module:
     """Small CPU demo HRNet (widths 16-128, one block per branch), 128x96 -> 32x24."""
     return build_hrnet(TINY_W16, **overrides)
+
+
+@register_model(input_size=(96, 128), heatmap_size=(48, 64), codec="udp", codec_cfg=_msra(2))
+def hrnet_w16_tiny_s2_128x96(**overrides: Any) -> nn.Module:
+    """posekit's demo HRNet: hrnet_w16_tiny_128x96 + one x2 deconvolution, heatmaps at stride 2 (128x96 -> 64x48)."""
+    return build_hrnet(replace(TINY_W16, upsample=1), **overrides)
 
 
 def prtr_hrnet_w32_backbone(**overrides: Any) -> PoseHighResolutionNet:
