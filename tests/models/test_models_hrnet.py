@@ -134,8 +134,10 @@ def test_zoo_variants_and_configs():
     assert posekit.models.entry("udp_hrnet_w32_256x192").codec == "udp"
     for name in posekit.models.names():
         e = posekit.models.entry(name)
-        if e.family in ("hrnet", "resnet"):
-            assert e.heatmap_size == (e.input_size[0] // 4, e.input_size[1] // 4), name
+        if e.family in ("hrnet", "resnet"):  # the declared heatmap size is what the network outputs
+            with torch.device("meta"):
+                out = posekit.models.build(name)(torch.zeros(1, 3, e.input_size[1], e.input_size[0]))
+            assert tuple(out.shape[2:]) == (e.heatmap_size[1], e.heatmap_size[0]), name
     with torch.device("meta"):
         mpii = posekit.models.build("hrnet_w32_256x256_mpii")
         small = posekit.models.build("hrnet_w18_small_256x192")
