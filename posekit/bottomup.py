@@ -141,3 +141,29 @@ def people_to_coco(poses: Sequence[Pose], image_id: int, category_id: int = 1) -
         out.append({"image_id": int(image_id), "category_id": int(category_id),
                     "keypoints": [round(float(v), 4) for v in kp.reshape(-1)], "score": float(p.score)})
     return out
+
+
+def people_boxes(poses: Sequence[Pose], pad: float = 0.1, min_joints: int = 2,
+                 image_size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Person boxes for a top-down model from bottom-up people: (boxes xywh [N,4], scores [N]).
+
+    Box = extent of the found joints (score > 0) grown by `pad` x its size on every side, clipped to image_size
+    (w, h) when given; people with fewer than `min_joints` found joints are dropped.
+    """
+    boxes, scores = [], []
+    for p in poses:
+        kp = np.asarray(p.keypoints, dtype=np.float64)
+        found = kp[kp[:, 2] > 0, :2]
+        if len(found) < min_joints:
+            continue
+        (x0, y0), (x1, y1) = found.min(axis=0), found.max(axis=0)
+        dx, dy = pad * (x1 - x0), pad * (y1 - y0)
+        x0, y0, x1, y1 = x0 - dx, y0 - dy, x1 + dx, y1 + dy
+        if image_size is not None:
+            x0, y0 = max(0.0, x0), max(0.0, y0)
+            x1, y1 = min(float(image_size[0] - 1), x1), min(float(image_size[1] - 1), y1)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        boxes.append([x0, y0, x1 - x0, y1 - y0])
+        scores.append(p.score)
+    return np.asarray(boxes, dtype=np.float64).reshape(-1, 4), np.asarray(scores, dtype=np.float64)
