@@ -79,3 +79,17 @@ def test_real_hourglass_runs_end_to_end():
     poses = bottomup.estimate_bottomup(model, codec, image, flip_index=COCO17.flip_index,
                                        scales=ae.OFFICIAL_SCALES)
     assert isinstance(poses, list)
+
+
+def test_pose_ae_train_checkpoint_layout_loads_strictly(tmp_path):
+    """pose-ae-train saves {'state_dict': Trainer(DataParallel(PoseNet)).state_dict(), 'optimizer', 'epoch'}:
+    keys 'model.module.<PoseNet key>'; they load strictly into the NHWC network."""
+    from posekit.models.weights import load_checkpoint
+
+    src = AEPoseNet(nstack=1, inp_dim=8, oup_dim=34, increase=4, inner_increase=4, stem_dims=(8, 8))
+    state = {f"model.module.{k}": v for k, v in src.state_dict().items()}
+    torch.save({"state_dict": state, "epoch": 3, "optimizer": {"state": {}, "param_groups": []}}, tmp_path / "c.tar")
+    dst = AEPoseNet(nstack=1, inp_dim=8, oup_dim=34, increase=4, inner_increase=4, stem_dims=(8, 8))
+    report = load_checkpoint(dst, tmp_path / "c.tar", strict=True)
+    assert report.ok and any("model.module." in n for n in report.notes)
+    assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))

@@ -113,6 +113,10 @@ def convert_keys(state: Mapping[str, torch.Tensor],
         stripped = _strip(state, ["module."])
         if hits(stripped) > hits(state):
             state, notes = stripped, notes + ["stripped DataParallel 'module.' prefix"]
+    if any(k.startswith("model.module.") for k in state):  # pose-ae-train: Trainer(DataParallel(PoseNet))
+        stripped = _strip(state, ["model.module."])
+        if hits(stripped) > hits(state):
+            state, notes = stripped, notes + ["stripped pose-ae-train 'model.module.' prefix"]
     if any(k.startswith(MMPOSE_PREFIXES) for k in state):
         stripped = _strip(state, MMPOSE_PREFIXES)
         if len(stripped) == len(state) and hits(stripped) > hits(state):
