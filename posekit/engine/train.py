@@ -41,7 +41,7 @@ from posekit.config import Config, config_from_yaml, config_to_dict, config_to_y
 from posekit.engine import checkpoint as ckpt
 from posekit.engine.build import build_optimizer, build_scheduler, cosine_factor, init_weights, model_spec
 from posekit.engine.predict import main_output
-from posekit.engine.tasks import Batch, Criterion, task_for
+from posekit.engine.tasks import Batch, Built, Criterion, Task, task_for
 from posekit.errors import CheckpointError, ConfigError, DataError, TrainingError
 from posekit.modelspec import weights_file
 
@@ -69,8 +69,17 @@ class DistInfo:
         return self.world_size > 1
 
 
-def setup_distributed() -> DistInfo:
-    """Init the process group when torchrun set RANK/WORLD_SIZE (nccl on GPU, gloo on CPU)."""
+def setup_distributed(device: str | None = None) -> DistInfo:
+    """Init the process group when torchrun set RANK/WORLD_SIZE (nccl on GPU, gloo on CPU); `device` overrides.
+
+    """
+    info = _dist_info()
+    if device is not None:
+        info = DistInfo(info.rank, info.world_size, info.local_rank, torch.device(device))
+    return info
+
+
+def _dist_info() -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cuda = torch.cuda.is_available()
     if "RANK" not in os.environ or world <= 1:
@@ -406,6 +415,291 @@ def train_one_epoch(model: nn.Module, criterion: Criterion, loader: Any, optimiz
 # The loop
 
 
+@dataclass
+class Parts:
+    """Everything `fit` trains with, built from the config (see `build_parts`)."""
+
+    task: Task
+    built: Built
+    model: nn.Module  # the network (DDP-wrapped under torchrun); built.model is the bare one
+    dataset: Any
+    collate: Callable[[Sequence[Any]], Batch]
+    sampler: ResumableSampler
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    criterion: Criterion
+
+
+def build_parts(cfg: Config, task: Task, info: DistInfo) -> Parts:
+    """Network (seeded init, pretrained backbone), dataset + sampler, optimizer (task groups), schedule, loss."""
+    t = cfg.TRAIN
+    if info.device.type == "cuda":
+        torch.backends.cudnn.benchmark = cfg.CUDNN.BENCHMARK
+        torch.backends.cudnn.deterministic = cfg.CUDNN.DETERMINISTIC
+        torch.backends.cudnn.enabled = cfg.CUDNN.ENABLED
+    torch.manual_seed(t.SEED)  # weight initialisation
+    built = task.build(cfg)
+    init_weights(built.model, t.INIT)
+    if cfg.MODEL.PRETRAINED and cfg.MODEL.INIT_WEIGHTS:
+        load_pretrained(cfg, built.model)
+    model = built.model.to(info.device)
+    dataset, collate = task.train_dataset(cfg, built), task.collate
+    if t.BAD_SAMPLES == "skip":
+        dataset, collate = SkipBadSamples(dataset), skipping_collate(task.collate)
+    sampler = ResumableSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=t.SHUFFLE, seed=t.SEED)
+    if t.SYNC_BN and info.distributed and info.device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    optimizer = build_optimizer(cfg, task.param_groups(cfg, model))
+    for group in optimizer.param_groups:
+        group.setdefault("base_lr", group["lr"])
+    scheduler = build_scheduler(cfg, optimizer)
+    if t.BEGIN_EPOCH and scheduler is not None:  # the official schedule starts at BEGIN_EPOCH
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * t.LR_FACTOR ** sum(m <= t.BEGIN_EPOCH for m in t.LR_STEP)
+        scheduler.last_epoch = t.BEGIN_EPOCH
+    scaler = torch.amp.GradScaler("cuda") if (t.AMP and info.device.type == "cuda") else None
+    if info.distributed:
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
+    return Parts(task, built, model, dataset, collate, sampler, optimizer, scheduler, scaler,
+                 task.criterion(cfg, built))
+
+
+class TrainClock:
+    """Training seconds (evaluation excluded), carried over a resume."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.base, self.segment = seconds, time.monotonic()
+
+    def seconds(self) -> float:
+        """Training seconds so far."""
+        return self.base + time.monotonic() - self.segment
+
+    def pause(self) -> float:
+        """Stop counting (before an evaluation); returns the training seconds."""
+        self.base, self.segment = self.seconds(), time.monotonic()
+        return self.base
+
+    def resume(self) -> None:
+        """Count again (after an evaluation)."""
+        self.segment = time.monotonic()
+
+
+class Run:
+    """One training run's state and side effects: log, TensorBoard, checkpoints, evaluations, stop rules."""
+
+    def __init__(self, cfg: Config, parts: Parts, out: Path, info: DistInfo, prog: Progress,
+                 on_event: Callable[[str, dict[str, Any]], None] | None) -> None:
+        self.cfg, self.p, self.out, self.info, self.prog = cfg, parts, out, info, prog
+        self.net = parts.built.model  # bare network (no DDP wrapper) for saving and evaluation
+        self.metric = parts.task.primary_metric(cfg)
+        self.higher = parts.task.higher_is_better(cfg)
+        self.event = on_event if (on_event is not None and info.main) else (lambda kind, data: None)
+        self.writer = _tensorboard(out / "tb") if info.main else None
+        self.log = open(out / "log.jsonl", "a") if info.main else None  # noqa: SIM115 - closed in close()
+        self.clock = TrainClock(prog.train_seconds)
+        self.last_ckpt, self.last_val = time.monotonic(), prog.train_seconds
+        self.history: list[dict[str, Any]] = []
+        self.evals: list[dict[str, Any]] = []
+        self.skipped: list[dict[str, Any]] = []
+        self.steps_per_epoch = math.ceil(parts.sampler.num_samples / cfg.TRAIN.BATCH_SIZE_PER_GPU)
+
+    # -- files ----------------------------------------------------------------------------------------------
+    def record(self, entry: dict[str, Any]) -> None:
+        """One JSON line in log.jsonl."""
+        if self.log is not None:
+            self.log.write(json.dumps(entry) + "\n")
+            self.log.flush()
+
+    def save(self, epoch: int, epoch_iteration: int) -> None:
+        """The full training state, atomically (rank 0)."""
+        if not self.info.main:
+            return
+        t, p, spec = self.cfg.TRAIN, self.p, self.p.built.spec
+        ckpt.save_training_checkpoint(
+            Path(t.CHECKPOINT) if t.CHECKPOINT else self.out / "checkpoint.pth", model=self.net,
+            optimizer=p.optimizer, scheduler=p.scheduler, epoch=epoch, iteration=self.prog.iteration,
+            epoch_iteration=epoch_iteration, best_metric=self.prog.best, config_yaml=config_to_yaml(self.cfg),
+            scaler=p.scaler, spec=spec.to_dict() if spec is not None else None,
+            extra={"metric": self.metric, "train_seconds": self.clock.seconds()})
+        self.last_ckpt = time.monotonic()
+
+    def save_weights(self, name: str) -> None:
+        """A posekit weights file (state_dict + model spec) in the output folder."""
+        if self.info.main:
+            ckpt.atomic_save(weights_file(self.net.state_dict(), self.p.built.spec), self.out / name)
+
+    def skip(self, step: int, items: list) -> None:
+        """Record samples that TRAIN.BAD_SAMPLES=skip left out."""
+        for index, message in items:
+            self.skipped.append({"epoch": self.prog.epoch, "step": step, "index": index, "error": message})
+            self.record({"skipped": self.skipped[-1]})
+            if self.info.main:
+                with open(self.out / "skipped_samples.jsonl", "a") as f:
+                    f.write(json.dumps(self.skipped[-1]) + "\n")
+
+    # -- evaluation and schedule ----------------------------------------------------------------------------
+    def validate(self) -> dict[str, float]:
+        """Held-out metrics (time not counted as training); keeps model_best.pth."""
+        minutes = self.clock.pause() / 60.0
+        metrics, _ = self.p.task.evaluate(self.cfg, self.net, self.p.built, self.info.device, split="test")
+        self.net.train()
+        if self.cfg.TRAIN.FREEZE_BN:
+            set_bn_eval(self.net)
+        value, best = metrics.get(self.metric), self.prog.best
+        improved = value is not None and (best is None or (value > best if self.higher else value < best))
+        if improved:
+            self.prog.best = float(value)
+            self.save_weights("model_best.pth")
+        entry = {"epoch": self.prog.epoch, "iteration": self.prog.iteration, "train_minutes": minutes,
+                 "metrics": metrics, "best": improved}
+        self.evals.append(entry)
+        self.record({"eval": entry})
+        _add_scalars(self.writer, "val", metrics, self.prog.iteration)
+        self.event("eval", entry)
+        self.clock.resume()
+        return metrics
+
+    def set_lr(self, iteration: int) -> None:
+        """TRAIN.LR_SCHEDULE cosine: the LR of this step from the fraction of the budget spent."""
+        if self.p.scheduler is not None:
+            return
+        t = self.cfg.TRAIN
+        if t.MAX_MINUTES:
+            fraction = self.clock.seconds() / (60.0 * t.MAX_MINUTES)
+        elif t.MAX_ITERS:
+            fraction = iteration / t.MAX_ITERS
+        else:
+            fraction = iteration / max(1, self.steps_per_epoch * (t.END_EPOCH - t.BEGIN_EPOCH))
+        for group in self.p.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * cosine_factor(fraction)
+
+    def _due(self, every_iters: int, every_minutes: float, since: float, now: float) -> bool:
+        return bool((every_iters and self.prog.iteration % every_iters == 0)
+                    or (every_minutes and now - since >= 60.0 * every_minutes))
+
+    # -- one epoch ------------------------------------------------------------------------------------------
+    def epoch(self, flag: _StopFlag, progress: Callable[..., Any] | None) -> str:
+        """Train the epoch in progress from its saved step; returns the stop reason ('completed' at its end)."""
+        cfg, t, p, prog, info = self.cfg, self.cfg.TRAIN, self.p, self.prog, self.info
+        epoch, skip = prog.epoch, prog.epoch_iteration
+        p.sampler.set_epoch(epoch)
+        if hasattr(p.dataset, "set_epoch"):
+            p.dataset.set_epoch(epoch)
+        p.sampler.start = skip * t.BATCH_SIZE_PER_GPU
+        loader = DataLoader(p.dataset, batch_size=t.BATCH_SIZE_PER_GPU, sampler=p.sampler, num_workers=cfg.WORKERS,
+                            pin_memory=cfg.PIN_MEMORY and info.device.type == "cuda", collate_fn=p.collate,
+                            generator=torch.Generator().manual_seed(t.SEED + epoch))
+        p.model.train()
+        if t.FREEZE_BN:
+            set_bn_eval(p.model)
+        bar = progress(total=self.steps_per_epoch, initial=skip, desc=f"epoch {epoch}") if (
+            progress and info.main) else None
+        stats = EpochStats()
+
+        def after_step(step: int, iteration: int, loss: torch.Tensor, logs: dict[str, float], batch: Batch,
+                       outputs: Any) -> str:
+            prog.iteration, prog.epoch_iteration = iteration, step + 1
+            reason = _stop_reason(cfg, iteration, self.clock.seconds(), flag.stop, info)
+            log_now = iteration == 1 or iteration % max(1, cfg.PRINT_FREQ) == 0 or reason != "completed"
+            if p.task.name == "topdown" and (log_now or bar is not None):
+                logs = {**logs, "acc": heatmap_accuracy(main_output(outputs), batch.targets["target"],
+                                                        p.built.codec.num_keypoints)}
+            stats.add(float(loss.detach()), logs.get("acc"), len(batch.inputs))
+            if log_now:
+                self._log_step(epoch, step, iteration, loss, logs, batch, outputs)
+            if bar is not None:
+                acc = logs.get("acc")
+                bar.update(1)
+                bar.set_postfix(loss=f"{stats.last_loss:.3g}", acc="-" if acc is None else f"{acc:.3f}",
+                                img_s=f"{stats.images_per_s * info.world_size:.1f}")
+            if info.main and self._due(t.VAL_EVERY_ITERS, t.VAL_EVERY_MINUTES, self.last_val, self.clock.seconds()):
+                self.last_val = self.clock.seconds()
+                self.validate()
+            reason = _stop_reason(cfg, iteration, self.clock.seconds(), flag.stop, info)  # after this step's work
+            if reason == "completed" and self._due(t.CHECKPOINT_EVERY_ITERS, t.CHECKPOINT_EVERY_MINUTES,
+                                                   self.last_ckpt, time.monotonic()):
+                self.save(epoch, step + 1)
+                self.event("checkpoint", {"epoch": epoch, "step": step + 1, "iteration": iteration})
+            return reason
+
+        try:
+            reason, end_step, _ = train_one_epoch(
+                p.model, p.criterion, loader, p.optimizer, device=info.device, epoch=epoch, start_step=skip,
+                iteration=prog.iteration, scaler=p.scaler, clip_max_norm=t.CLIP_MAX_NORM, use_amp=p.scaler is not None,
+                set_lr=self.set_lr, after_step=after_step, all_finite=lambda x: _all_finite(x, info), on_skip=self.skip)
+        except TrainingError as e:
+            raise TrainingError(f"{e}; the last good checkpoint is {self.out / 'checkpoint.pth'} - lower TRAIN.LR, "
+                                "check the data, or turn TRAIN.AMP off") from None
+        except DataError as e:
+            self.save(epoch, prog.epoch_iteration)  # nothing lost: resume continues after the last good step
+            raise DataError(f"{e} (training stopped at epoch {epoch} step {prog.epoch_iteration}; the checkpoint "
+                            f"{self.out / 'checkpoint.pth'} continues from there; TRAIN.BAD_SAMPLES=skip skips bad "
+                            "samples and lists them)") from None
+        finally:
+            if bar is not None:
+                bar.close()
+        if reason != "completed":
+            self.save(epoch, end_step)  # mid-epoch checkpoint: resume continues at the next step
+            return reason
+        self._end_epoch(stats)
+        return reason
+
+    def _log_step(self, epoch: int, step: int, iteration: int, loss: torch.Tensor, logs: dict[str, float],
+                  batch: Batch, outputs: Any) -> None:
+        entry = {"iteration": iteration, "epoch": epoch, "step": step, "loss": _reduce_mean(loss.detach(), self.info),
+                 "lr": self.p.optimizer.param_groups[0]["lr"], "train_minutes": self.clock.seconds() / 60.0,
+                 "world_size": self.info.world_size, **logs}
+        self.record(entry)
+        _add_scalars(self.writer, "train", {k: v for k, v in entry.items()
+                                            if k not in ("iteration", "epoch", "step", "world_size")}, iteration)
+        if self.cfg.DEBUG.DEBUG and self.info.main and self.p.task.name == "topdown":
+            from posekit.engine.debug import save_debug_images
+
+            save_debug_images(self.cfg, self.out / "debug", f"train_e{epoch}_i{iteration}", batch.inputs,
+                              batch.targets["target"], main_output(outputs), batch.meta, self.p.built.codec,
+                              self.p.built.skeleton)
+
+    def _end_epoch(self, stats: EpochStats) -> None:
+        t, prog = self.cfg.TRAIN, self.prog
+        summary = stats.summary(prog.epoch, prog.iteration, self.p.optimizer.param_groups[0]["lr"])
+        if self.p.scheduler is not None:
+            self.p.scheduler.step()
+        prog.epoch, prog.epoch_iteration = prog.epoch + 1, 0
+        if self.info.main and t.VAL_EVERY > 0 and (prog.epoch % t.VAL_EVERY == 0 or prog.epoch == t.END_EPOCH):
+            summary["metrics"] = self.validate()
+            summary["best"] = self.evals[-1]["best"]
+        if self.info.distributed:
+            dist.barrier()  # ranks > 0 wait for rank 0's validation
+        self.save(prog.epoch, 0)
+        self.record({"epoch_end": summary})
+        self.history.append(summary)
+
+    def close(self) -> None:
+        """Close the log and TensorBoard writer, leave the process group."""
+        if self.writer is not None:
+            self.writer.close()
+        if self.log is not None:
+            self.log.close()
+        if self.info.distributed and dist.is_initialized():
+            dist.destroy_process_group()
+
+    def summary(self, stop_reason: str) -> dict[str, Any]:
+        """What `fit` returns."""
+        out = self.out
+
+        def file(name: str) -> str | None:
+            return str(out / name) if (out / name).exists() else None
+
+        return {"stop_reason": stop_reason, "epoch": self.prog.epoch, "iteration": self.prog.iteration,
+                "train_minutes": self.clock.seconds() / 60.0, "best_metric": self.prog.best, "metric": self.metric,
+                "history": self.history, "evals": self.evals, "skipped_samples": self.skipped,
+                "checkpoint": str(out / "checkpoint.pth"), "best_weights": file("model_best.pth"),
+                "final_weights": file("final_state.pth"), "last_weights": file("last_state.pth"),
+                "rank": self.info.rank, "world_size": self.info.world_size}
+
+
 def fit(cfg: Config, out_dir: str | os.PathLike, resume: bool = False, progress: Callable[..., Any] | None = None,
         on_epoch: Callable[[dict[str, Any]], None] | None = None, device: str | None = None,
         on_event: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
@@ -414,261 +708,44 @@ def fit(cfg: Config, out_dir: str | os.PathLike, resume: bool = False, progress:
     progress: a tqdm-like factory `progress(total=, initial=, desc=)`; on_epoch: called with each epoch's summary;
     on_event(kind, info): 'resume', 'eval' (periodic held-out metrics), 'checkpoint'. Only rank 0 reports and writes.
     """
-    info = setup_distributed()
-    if device is not None:
-        info = DistInfo(info.rank, info.world_size, info.local_rank, torch.device(device))
-    out, t = Path(out_dir), cfg.TRAIN
-    task = task_for(cfg)
+    info = setup_distributed(device)
+    out, t, task = Path(out_dir), cfg.TRAIN, task_for(cfg)
     if info.main:
-        ckpt.ensure_writable_dir(out)
-        if cfg.MODEL.PRETRAINED and cfg.MODEL.INIT_WEIGHTS and not Path(cfg.MODEL.PRETRAINED).is_file():
-            raise ConfigError(f"MODEL.PRETRAINED {cfg.MODEL.PRETRAINED} not found; download it or override "
-                              "MODEL.PRETRAINED=''")
-        task.preflight(cfg)
-    if info.device.type == "cuda":
-        torch.backends.cudnn.benchmark = cfg.CUDNN.BENCHMARK
-        torch.backends.cudnn.deterministic = cfg.CUDNN.DETERMINISTIC
-        torch.backends.cudnn.enabled = cfg.CUDNN.ENABLED
-    event = on_event if (on_event is not None and info.main) else (lambda kind, data: None)
-
-    torch.manual_seed(t.SEED)  # weight initialisation
-    built = task.build(cfg)
-    init_weights(built.model, t.INIT)
-    if cfg.MODEL.PRETRAINED and cfg.MODEL.INIT_WEIGHTS:
-        load_pretrained(cfg, built.model)
-    model = built.model.to(info.device)
-    train_ds = task.train_dataset(cfg, built)
-    collate = task.collate
-    if t.BAD_SAMPLES == "skip":
-        train_ds, collate = SkipBadSamples(train_ds), skipping_collate(task.collate)
-    sampler = ResumableSampler(train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=t.SHUFFLE,
-                               seed=t.SEED)
-    steps_per_epoch = math.ceil(sampler.num_samples / t.BATCH_SIZE_PER_GPU)
-    if t.SYNC_BN and info.distributed and info.device.type == "cuda":
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    optimizer = build_optimizer(cfg, task.param_groups(cfg, model))
-    for group in optimizer.param_groups:
-        group.setdefault("base_lr", group["lr"])
-    scheduler = build_scheduler(cfg, optimizer)
-    use_amp = bool(t.AMP and info.device.type == "cuda")
-    scaler = torch.amp.GradScaler("cuda") if use_amp else None
-    criterion = task.criterion(cfg, built)
-    metric_name = task.primary_metric(cfg)
-    higher = task.higher_is_better(cfg)
-
+        preflight(cfg, task, out)
+    parts = build_parts(cfg, task, info)
     prog = Progress(epoch=t.BEGIN_EPOCH)
-    if t.BEGIN_EPOCH and scheduler is not None:  # the schedule starts at BEGIN_EPOCH
-        for group in optimizer.param_groups:
-            group["lr"] = group["base_lr"] * t.LR_FACTOR ** sum(m <= t.BEGIN_EPOCH for m in t.LR_STEP)
-        scheduler.last_epoch = t.BEGIN_EPOCH
     ckpt_path = Path(t.CHECKPOINT) if t.CHECKPOINT else out / "checkpoint.pth"
-    if resume or t.RESUME or (cfg.AUTO_RESUME and ckpt_path.is_file()):
-        prog = resume_from(ckpt_path, cfg, model, optimizer, scheduler, scaler)
-        event("resume", {"checkpoint": str(ckpt_path), "epoch": prog.epoch, "step": prog.epoch_iteration,
-                         "iteration": prog.iteration})
+    resuming = resume or t.RESUME or (cfg.AUTO_RESUME and ckpt_path.is_file())
+    if resuming:
+        prog = resume_from(ckpt_path, cfg, parts.built.model, parts.optimizer, parts.scheduler, parts.scaler)
     if info.main:
         (out / "config.yaml").write_text(config_to_yaml(cfg))  # what actually runs
-    spec = built.spec
-    net = model
-    if info.distributed:
-        model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
-
-    writer = _tensorboard(out / "tb") if info.main else None
-    log = open(out / "log.jsonl", "a") if info.main else None  # noqa: SIM115 - closed in finally
-    history: list[dict[str, Any]] = []
-    evals: list[dict[str, Any]] = []
+    run = Run(cfg, parts, out, info, prog, on_event)
+    if resuming:
+        run.event("resume", {"checkpoint": str(ckpt_path), "epoch": prog.epoch, "step": prog.epoch_iteration,
+                             "iteration": prog.iteration})
     stop_reason = "completed"
-    clock = {"segment": time.monotonic(), "base": prog.train_seconds, "ckpt": time.monotonic(),
-             "val": prog.train_seconds}
-
-    def train_seconds() -> float:
-        return clock["base"] + time.monotonic() - clock["segment"]
-
-    def pause() -> None:  # evaluation time is not training time
-        clock["base"] = train_seconds()
-        clock["segment"] = time.monotonic()
-
-    def unpause() -> None:
-        clock["segment"] = time.monotonic()
-
-    def record(entry: dict[str, Any]) -> None:
-        if log is not None:
-            log.write(json.dumps(entry) + "\n")
-            log.flush()
-
-    def save(epoch_: int, epoch_iteration: int) -> None:
-        if info.main:
-            ckpt.save_training_checkpoint(ckpt_path if t.CHECKPOINT else out / "checkpoint.pth", model=net,
-                                          optimizer=optimizer, scheduler=scheduler, epoch=epoch_,
-                                          iteration=prog.iteration, epoch_iteration=epoch_iteration,
-                                          best_metric=prog.best, config_yaml=config_to_yaml(cfg), scaler=scaler,
-                                          spec=spec.to_dict() if spec is not None else None,
-                                          extra={"metric": metric_name, "train_seconds": train_seconds()})
-            clock["ckpt"] = time.monotonic()
-
-    def validate(where: dict[str, Any]) -> dict[str, float]:
-        pause()
-        metrics, _ = task.evaluate(cfg, net, built, info.device, split="test")
-        net.train()
-        if t.FREEZE_BN:
-            set_bn_eval(net)
-        value = metrics.get(metric_name)
-        improved = value is not None and (prog.best is None or (value > prog.best if higher else value < prog.best))
-        if improved:
-            prog.best = float(value)
-            ckpt.atomic_save(weights_file(net.state_dict(), spec), out / "model_best.pth")
-        entry = {**where, "train_minutes": clock["base"] / 60.0, "metrics": metrics, "best": improved}
-        evals.append(entry)
-        record({"eval": entry})
-        _add_scalars(writer, "val", metrics, prog.iteration)
-        event("eval", entry)
-        unpause()
-        return metrics
-
-    skipped: list[dict[str, Any]] = []
-
-    def on_skip(step: int, items: list) -> None:
-        for index, message in items:
-            skipped.append({"epoch": prog.epoch, "step": step, "index": index, "error": message})
-            record({"skipped": skipped[-1]})
-            if info.main:
-                with open(out / "skipped_samples.jsonl", "a") as f:
-                    f.write(json.dumps(skipped[-1]) + "\n")
-
-    def fraction() -> float:
-        if t.MAX_MINUTES:
-            return train_seconds() / (60.0 * t.MAX_MINUTES)
-        if t.MAX_ITERS:
-            return prog.iteration / t.MAX_ITERS
-        return prog.iteration / max(1, steps_per_epoch * (t.END_EPOCH - t.BEGIN_EPOCH))
-
-    def set_lr(iteration: int) -> None:
-        if scheduler is None:  # cosine over the budget
-            factor = cosine_factor(fraction())
-            for group in optimizer.param_groups:
-                group["lr"] = group["base_lr"] * factor
-
     try:
         with _StopFlag() as flag:
             while prog.epoch < t.END_EPOCH:
-                epoch, skip = prog.epoch, prog.epoch_iteration
-                sampler.set_epoch(epoch)
-                if hasattr(train_ds, "set_epoch"):
-                    train_ds.set_epoch(epoch)
-                sampler.start = skip * t.BATCH_SIZE_PER_GPU
-                loader = DataLoader(train_ds, batch_size=t.BATCH_SIZE_PER_GPU, sampler=sampler,
-                                    num_workers=cfg.WORKERS, pin_memory=cfg.PIN_MEMORY and info.device.type == "cuda",
-                                    collate_fn=collate, generator=torch.Generator().manual_seed(t.SEED + epoch))
-                model.train()
-                if t.FREEZE_BN:
-                    set_bn_eval(model)
-                bar = progress(total=steps_per_epoch, initial=skip, desc=f"epoch {epoch}") if (
-                    progress and info.main) else None
-                stats = EpochStats()
-
-                def after_step(step: int, iteration: int, loss: torch.Tensor, logs: dict[str, float],
-                               batch: Batch, outputs: Any, epoch: int = epoch, stats: EpochStats = stats,
-                               bar: Any = bar) -> str:
-                    prog.iteration, prog.epoch_iteration = iteration, step + 1
-                    reason = _stop_reason(cfg, iteration, train_seconds(), flag.stop, info)
-                    log_now = iteration == 1 or iteration % max(1, cfg.PRINT_FREQ) == 0 or reason != "completed"
-                    if task.name == "topdown" and (log_now or bar is not None):
-                        logs = {**logs, "acc": heatmap_accuracy(main_output(outputs), batch.targets["target"],
-                                                                built.codec.num_keypoints)}
-                    stats.add(float(loss.detach()), logs.get("acc"), len(batch.inputs))
-                    if log_now:
-                        entry = {"iteration": iteration, "epoch": epoch, "step": step,
-                                 "loss": _reduce_mean(loss.detach(), info), "lr": optimizer.param_groups[0]["lr"],
-                                 "train_minutes": train_seconds() / 60.0, "world_size": info.world_size, **logs}
-                        record(entry)
-                        _add_scalars(writer, "train", {k: v for k, v in entry.items() if k not in (
-                            "iteration", "epoch", "step", "world_size")}, iteration)
-                        if cfg.DEBUG.DEBUG and info.main and task.name == "topdown":
-                            from posekit.engine.debug import save_debug_images
-
-                            save_debug_images(cfg, out / "debug", f"train_e{epoch}_i{iteration}", batch.inputs,
-                                              batch.targets["target"], main_output(outputs), batch.meta, built.codec,
-                                              built.skeleton)
-                    if bar is not None:
-                        bar.update(1)
-                        acc = logs.get("acc")
-                        bar.set_postfix(loss=f"{stats.last_loss:.3g}", acc="-" if acc is None else f"{acc:.3f}",
-                                        img_s=f"{stats.images_per_s * info.world_size:.1f}")
-                    if info.main and ((t.VAL_EVERY_ITERS and iteration % t.VAL_EVERY_ITERS == 0) or (
-                            t.VAL_EVERY_MINUTES and train_seconds() - clock["val"] >= 60.0 * t.VAL_EVERY_MINUTES)):
-                        clock["val"] = train_seconds()
-                        validate({"epoch": epoch, "iteration": iteration})
-                    reason = _stop_reason(cfg, iteration, train_seconds(), flag.stop, info)  # after this step's work
-                    if reason == "completed" and ((t.CHECKPOINT_EVERY_ITERS and iteration % t.CHECKPOINT_EVERY_ITERS
-                                                   == 0) or (t.CHECKPOINT_EVERY_MINUTES and time.monotonic()
-                                                             - clock["ckpt"] >= 60.0 * t.CHECKPOINT_EVERY_MINUTES)):
-                        save(epoch, step + 1)
-                        event("checkpoint", {"epoch": epoch, "step": step + 1, "iteration": iteration})
-                    return reason
-
-                try:
-                    stop_reason, end_step, _ = train_one_epoch(
-                        model, criterion, loader, optimizer, device=info.device, epoch=epoch, start_step=skip,
-                        iteration=prog.iteration, scaler=scaler, clip_max_norm=t.CLIP_MAX_NORM, use_amp=use_amp,
-                        set_lr=set_lr, after_step=after_step, all_finite=lambda x: _all_finite(x, info),
-                        on_skip=on_skip)
-                except TrainingError as e:
-                    raise TrainingError(f"{e}; the last good checkpoint is {out / 'checkpoint.pth'} - lower "
-                                        "TRAIN.LR, check the data, or turn TRAIN.AMP off") from None
-                except DataError as e:
-                    save(epoch, prog.epoch_iteration)  # nothing lost: resume continues after the last good step
-                    raise DataError(f"{e} (training stopped at epoch {epoch} step {prog.epoch_iteration}; the "
-                                    f"checkpoint {out / 'checkpoint.pth'} continues from there; "
-                                    "TRAIN.BAD_SAMPLES=skip skips bad samples and lists them)") from None
-                finally:
-                    if bar is not None:
-                        bar.close()
+                stop_reason = run.epoch(flag, progress)
                 if stop_reason != "completed":
-                    save(epoch, end_step)  # mid-epoch checkpoint: resume continues at the next step
                     break
-
-                summary = stats.summary(epoch, prog.iteration, optimizer.param_groups[0]["lr"])
-                if scheduler is not None:
-                    scheduler.step()
-                prog.epoch, prog.epoch_iteration = epoch + 1, 0
-                if info.main and t.VAL_EVERY > 0 and (prog.epoch % t.VAL_EVERY == 0 or prog.epoch == t.END_EPOCH):
-                    summary["metrics"] = validate({"epoch": prog.epoch, "iteration": prog.iteration})
-                    summary["best"] = evals[-1]["best"]
-                if info.distributed:
-                    dist.barrier()  # ranks > 0 wait for rank 0's validation
-                save(prog.epoch, 0)
-                record({"epoch_end": summary})
-                history.append(summary)
                 if on_epoch is not None and info.main:
-                    on_epoch(summary)
-        if info.main:
-            name = "final_state.pth" if stop_reason == "completed" else "last_state.pth"
-            ckpt.atomic_save(weights_file(net.state_dict(), spec), out / name)
+                    on_epoch(run.history[-1])
+        run.save_weights("final_state.pth" if stop_reason == "completed" else "last_state.pth")
     finally:
-        if writer is not None:
-            writer.close()
-        if log is not None:
-            log.close()
-        if info.distributed and dist.is_initialized():
-            dist.destroy_process_group()
-    return {
-        "stop_reason": stop_reason,
-        "epoch": prog.epoch,
-        "iteration": prog.iteration,
-        "train_minutes": train_seconds() / 60.0,
-        "best_metric": prog.best,
-        "metric": metric_name,
-        "history": history,
-        "evals": evals,
-        "skipped_samples": skipped,
-        "checkpoint": str(out / "checkpoint.pth"),
-        "best_weights": str(out / "model_best.pth") if (out / "model_best.pth").exists() else None,
-        "final_weights": str(out / "final_state.pth") if (out / "final_state.pth").exists() else None,
-        "last_weights": str(out / "last_state.pth") if (out / "last_state.pth").exists() else None,
-        "rank": info.rank,
-        "world_size": info.world_size,
-    }
+        run.close()
+    return run.summary(stop_reason)
+
+
+def preflight(cfg: Config, task: Task, out: Path) -> None:
+    """Every input and output checked before any work: the output folder, pretrained weights, the task's data."""
+    ckpt.ensure_writable_dir(out)
+    if cfg.MODEL.PRETRAINED and cfg.MODEL.INIT_WEIGHTS and not Path(cfg.MODEL.PRETRAINED).is_file():
+        raise ConfigError(f"MODEL.PRETRAINED {cfg.MODEL.PRETRAINED} not found; download it or override "
+                          "MODEL.PRETRAINED=''")
+    task.preflight(cfg)
 
 
 def _all_finite(loss: torch.Tensor, info: DistInfo) -> bool:
