@@ -439,10 +439,13 @@ def coco_keypoints(person: np.ndarray) -> np.ndarray:
 class AssociativeEmbeddingCodec(Codec):
     """Bottom-up AE codec for whole images: `encode` people -> heatmaps + refs, `decode` outputs -> people.
 
-    encode(keypoints [P,K,3] or [P,K,2] + visible [P,K], network-input px) -> {"heatmaps" [K,h,w] float32,
-    "refs" [max_people,K,2] int64}. decode(outputs [C,h,w] or [S,C,h,w] (last stack used), flip_outputs=None)
-    -> (people [P,K,3] (x, y, score) in network-input px, person scores [P]); for a whole image with its warp and
-    multi-scale test use posekit.bottomup.estimate_bottomup. `normalize` names the input the network expects:
+    encode(keypoints [P,K,3] or [P,K,2] + visible [P,K] - or one person [K,2|3] + visible [K] -, network-input px)
+    -> {"heatmaps" [K,h,w] float32, "refs" [max_people,K,2] int64, "target" (= heatmaps), "target_weight" [K,1]}.
+    decode_people(outputs [C,h,w] or [S,C,h,w] (last stack), flip_outputs=None, flip_index=None) -> (people
+    [P,K,3] (x, y, score) in network-input px, person scores [P]): the whole-image decoder. decode(batch [N,C,h,w]
+    or [N,S,C,h,w]) -> (keypoints [N,K,2], scores [N,K]) of the best person per image (the generic codec contract,
+    zeros where nobody is found). For a photo with its warp and the multi-scale test use
+    posekit.bottomup.estimate_bottomup. `normalize` names the input the network expects:
     "unit" = RGB / 255 (official pose-ae-train checkpoints), "imagenet" = ImageNet mean/std. `shift_heatmap` is
     accepted for the engine's TEST.SHIFT_HEATMAP and ignored (the AE flip test has no one-pixel shift).
     """
@@ -509,12 +512,23 @@ class AssociativeEmbeddingCodec(Codec):
         return {"heatmaps": generate_heatmaps(kp, self.heatmap_size, self.sigma),
                 "refs": keypoint_refs(kp, self.heatmap_size, self.max_people)}
 
-    def encode(self, keypoints: np.ndarray, visible: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """People [P,K,3] (or [P,K,2] + visible) in network-input px -> {"heatmaps", "refs"}."""
-        kp = _as_people(keypoints, visible, self.num_keypoints).copy()
+    def _people_input(self, keypoints: np.ndarray, visible: np.ndarray | None) -> np.ndarray:
+        """People [P,K,3] in heatmap px from input-px people (or one person [K,2|3] + visible [K])."""
+        kp = np.asarray(keypoints, dtype=np.float64)
+        if kp.ndim == 2:
+            kp = kp[None]
+            visible = None if visible is None else np.asarray(visible)[None]
+        kp = _as_people(kp, visible, self.num_keypoints).copy()
         kp[..., 0] *= self.heatmap_size[0] / self.input_size[0]
         kp[..., 1] *= self.heatmap_size[1] / self.input_size[1]
-        return self.encode_maps(kp)
+        return kp
+
+    def encode(self, keypoints: np.ndarray, visible: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """People [P,K,3] (or [P,K,2] + visible, or one person [K,2|3]) in input px -> heatmaps, refs, ..."""
+        enc = self.encode_maps(self._people_input(keypoints, visible))
+        enc["target"] = enc["heatmaps"]
+        enc["target_weight"] = np.ones((self.num_keypoints, 1), dtype=np.float32)
+        return enc
 
     def split_outputs(self, outputs: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """Network output [C,h,w] or [S,C,h,w] (last stack) -> det [K,h,w], tags [K,h,w,D]."""
@@ -533,6 +547,24 @@ class AssociativeEmbeddingCodec(Codec):
 
     def decode(self, outputs: ArrayLike, flip_outputs: ArrayLike | None = None,
                flip_index: Sequence[int] | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Batch [N,C,h,w] or [N,S,C,h,w] -> best person per image: (keypoints [N,K,2] input px, scores [N,K])."""
+        x = to_numpy(outputs)
+        x = x[None] if x.ndim == 3 else x
+        f = None if flip_outputs is None else to_numpy(flip_outputs)
+        f = f[None] if f is not None and f.ndim == 3 else f
+        n, k = len(x), self.num_keypoints
+        kps = np.zeros((n, k, 2), dtype=np.float64)
+        scores = np.zeros((n, k), dtype=np.float32)
+        for i in range(n):
+            people, person_scores = self.decode_people(x[i], None if f is None else f[i], flip_index)
+            if len(people):
+                best = int(np.argmax(person_scores))
+                kps[i] = people[best, :, :2]
+                scores[i] = people[best, :, 2]
+        return kps, scores
+
+    def decode_people(self, outputs: ArrayLike, flip_outputs: ArrayLike | None = None,
+                      flip_index: Sequence[int] | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """One input's outputs (+ those of the mirrored input) -> (people [P,K,3] input px, scores [P])."""
         det, tag = self.split_outputs(outputs)
         if flip_outputs is not None:
@@ -551,11 +583,9 @@ class AssociativeEmbeddingCodec(Codec):
         return out, scores
 
     def perfect_outputs(self, keypoints: np.ndarray) -> np.ndarray:
-        """Ideal output [K*(1+D), h, w] for people [P,K,3] (input px): target heatmaps + tag i+1 on person i's blob."""
-        kp = _as_people(keypoints, None, self.num_keypoints).copy()
-        kp[..., 0] *= self.heatmap_size[0] / self.input_size[0]
-        kp[..., 1] *= self.heatmap_size[1] / self.input_size[1]
-        return perfect_maps(kp, self.heatmap_size, self.sigma, self.tag_dim)
+        """Ideal output [K*(1+D), h, w] for people [P,K,3] (or one person [K,2|3]) in input px: the target heatmaps
+        and tags 2*(i+1) on person i's blobs."""
+        return perfect_maps(self._people_input(keypoints, None), self.heatmap_size, self.sigma, self.tag_dim)
 
 
 def perfect_maps(keypoints: np.ndarray, size: Sequence[int], sigma: float, tag_dim: int = 1,

@@ -137,7 +137,7 @@ def test_decode_round_trip_and_flip():
     gt = np.concatenate([rng.integers(8, 248, (3, 17, 2)).astype(np.float64), np.full((3, 17, 1), 2.0)], axis=2)
     gt[:, :, :2] = np.floor(gt[:, :, :2] / 4) * 4 + 1.5  # map pixel centres, 4 px apart per map px
     out = codec.perfect_outputs(gt)
-    people, scores = codec.decode(out)
+    people, scores = codec.decode_people(out)
     assert len(people) == 3 and np.allclose(scores, 1.0)
     order = np.argsort([p[0, 0] for p in people])
     got = people[order][:, :, :2]
@@ -145,8 +145,13 @@ def test_decode_round_trip_and_flip():
     assert np.abs(got - want).max() <= 2.0  # adjust: +0.25 map px on ties, map px = 4 input px
     flip_index = posekit.skeletons.get("coco").flip_index
     flipped = out[np.concatenate([flip_index, 17 + flip_index])][:, :, ::-1]
-    people_f, _ = codec.decode(out, flipped, flip_index)
+    people_f, _ = codec.decode_people(out, flipped, flip_index)
     assert len(people_f) == 3
+    # the generic contract: a batch in, the best person of each image out
+    kps, scores = codec.decode(np.stack([out, out]))
+    assert kps.shape == (2, 17, 2) and scores.shape == (2, 17) and (scores > 0).all()
+    one = codec.encode(gt[0, :, :2], np.ones(17))
+    assert one["target"].shape == (17, 64, 64) and one["refs"][0, :, 1].all() and not one["refs"][1:].any()
 
 
 # -- multi-scale + flip aggregation (test.py multiperson) -----------------------------------------------------------

@@ -32,7 +32,7 @@ def test_heatmap_loss_matches_official(losses, case):
     np.testing.assert_allclose(heatmap_loss(pred, gt, mask).numpy(), losses[f"hmloss{case}_value"], rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("case", [1, 5, 9, 14])  # D = 1 and D = 2, several people, unused slots
+@pytest.mark.parametrize("case", [9, 14])  # D = 1 and D = 2, several people, unused slots
 def test_tag_loss_gradients_match_finite_differences(losses, case):
     tags = torch.from_numpy(losses[f"case{case}_tags"]).double()
     refs = torch.from_numpy(losses[f"case{case}_keypoints"])
