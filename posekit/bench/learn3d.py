@@ -61,8 +61,11 @@ def mean_pose_baseline(train_records: list, test_records: list, skeleton: Any) -
 
 def learn3d(out_dir: str | os.PathLike, minutes: float = 6.0, data_dir: str | os.PathLike = "data/synth3d",
             num_train: int = 2000, num_val: int = 200, seed: int = 0, overrides: list[str] | None = None,
-            progress: Any = None) -> dict[str, Any]:
-    """Train for `minutes` of training wall-clock and return held-out metrics + the mean-pose baseline."""
+            progress: Any = None, resume: bool = False) -> dict[str, Any]:
+    """Train for `minutes` of training wall-clock and return held-out metrics + the mean-pose baseline.
+
+    With `resume`, training continues from out_dir/checkpoint.pth (a run stopped by SIGTERM / Ctrl-C goes on
+    exactly where it stopped, so a long budget can be spent in several sittings)."""
     import torch
 
     from posekit.config import load_config
@@ -78,7 +81,7 @@ def learn3d(out_dir: str | os.PathLike, minutes: float = 6.0, data_dir: str | os
                                "TRAIN.VAL_EVERY_MINUTES=0", *(overrides or [])], warn=False)
     out = Path(out_dir)
     torch.manual_seed(seed)
-    summary = fit(cfg, out, progress=progress, device="cpu")
+    summary = fit(cfg, out, progress=progress, device="cpu", resume=resume)
     task = task_for(cfg)
     built = task.build(cfg)
     weights = summary.get("final_weights") or summary.get("last_weights")
@@ -92,6 +95,7 @@ def learn3d(out_dir: str | os.PathLike, minutes: float = 6.0, data_dir: str | os
     result = {
         "model": cfg.MODEL.ZOO, "config": str(CONFIG), "budget_minutes": minutes,
         "train_minutes": summary.get("train_minutes"), "iterations": summary.get("iteration"),
+        "stop_reason": summary.get("stop_reason"),
         "batch_size": cfg.TRAIN.BATCH_SIZE_PER_GPU, "train_people": len(train_recs), "val_people": len(test_recs),
         "data": data, "generation_seconds": gen_seconds, "eval_seconds": eval_seconds,
         "flip_test": cfg.TEST.FLIP_TEST, "root_depth": "gt",
