@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from posekit.errors import DataError
 from posekit.skeletons import Skeleton
 from posekit.vis import limb_colors, write_png
 
@@ -30,7 +31,7 @@ def skeleton_3d_image(poses: Sequence[np.ndarray] | np.ndarray, skeleton: Skelet
     plist = [arr] if arr is not None and arr.ndim == 2 else [np.asarray(p, dtype=np.float64) for p in poses]
     for p in plist:
         if p.shape != (skeleton.num_keypoints, 3):
-            raise ValueError(f"skeleton_3d_image: pose shape {p.shape}, expected ({skeleton.num_keypoints}, 3)")
+            raise DataError(f"skeleton_3d_image: pose shape {p.shape}, expected ({skeleton.num_keypoints}, 3)")
     if root is not None:
         plist = [p - p[root] for p in plist]
     dpi = 100

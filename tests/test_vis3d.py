@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from posekit.errors import DataError
 from posekit.skeletons import get as get_skeleton
 from posekit.vis3d import skeleton_3d_image, write_skeleton_3d
 
@@ -20,5 +21,5 @@ def test_skeleton_picture_of_a_real_h36m_pose(data_dir, out_dir):
                             size=(400, 360), title=rec.extra["file_name"])
     assert img.shape == (360, 400, 3) and img.dtype == np.uint8 and img.std() > 5
     assert write_skeleton_3d(out_dir / "h36m_skeleton3d.png", rec.joints_cam, sk, root=0).is_file()
-    with pytest.raises(ValueError, match="expected"):
+    with pytest.raises(DataError, match="expected"):
         skeleton_3d_image(np.zeros((17, 3)), sk)
