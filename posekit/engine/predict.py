@@ -1,7 +1,9 @@
 """Dataset inference (flip test, decode, back to image pixels) and scoring (COCO AP or MPII PCKh).
 
-`predict(model, dataset, codec)` runs a network over a TopDownDataset (crops of GT or detected boxes) and returns
-image-pixel keypoints; `score(...)` turns them into a COCO results list (official rescoring + OKS-NMS) and metrics;
+`predict(model, dataset, codec)` runs a network over a TopDownDataset (crops of GT or detected boxes) through
+posekit.runtime, the one top-down inference path PoseEstimator uses too (flip test as the second half of the same
+batch), and returns image-pixel keypoints; `score(...)` turns them into a COCO results list (official rescoring +
+OKS-NMS) and metrics;
 `evaluate(cfg, weights, boxes)` is the whole `posekit test`.
 """
 
@@ -22,36 +24,10 @@ from posekit import geometry
 from posekit.config import Config, dataset_format
 from posekit.engine.build import model_spec
 from posekit.errors import ConfigError, DataError
+from posekit.runtime import forward_flip, main_output, rgb_to_official_bgr, torch_runner
 
-# ImageNet statistics used by posekit.data (RGB order); needed to re-express a crop for BGR-trained networks.
-_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-
-
-def rgb_to_official_bgr(x: torch.Tensor) -> torch.Tensor:
-    """An RGB ImageNet-normalised batch -> what the official code feeds a COLOR_RGB=False network.
-
-    The official loader normalises BGR pixels with the RGB-ordered mean/std, so channel c holds
-    (pixel[2-c] - mean[c]) / std[c].
-    """
-    mean, std = _MEAN.to(x.device, x.dtype), _STD.to(x.device, x.dtype)
-    pixels = x * std + mean  # RGB in [0, 1]
-    return (pixels.flip(1) - mean) / std
-
-
-def main_output(outputs: Any) -> torch.Tensor:
-    """The tensor a codec decodes: the tensor itself, the last stage of a list/tuple, or dict['heatmaps']."""
-    if isinstance(outputs, torch.Tensor):
-        return outputs
-    if isinstance(outputs, (list, tuple)) and outputs:
-        return main_output(outputs[-1])
-    if isinstance(outputs, dict):
-        for key in ("heatmaps", "output", "out"):
-            if key in outputs:
-                return main_output(outputs[key])
-        return main_output(next(iter(outputs.values())))
-    raise DataError(f"cannot take the network output from a {type(outputs).__name__}")
-
+__all__ = ["Predictions", "collate", "data_paths", "evaluate", "load_records", "load_weights", "main_output",
+           "make_test_dataset", "predict", "primary_metric", "resolve_boxes", "rgb_to_official_bgr", "score"]
 
 @dataclass
 class Predictions:
@@ -86,18 +62,6 @@ def collate(batch: Sequence[tuple]) -> tuple[torch.Tensor, torch.Tensor, torch.T
     return crops, targets, weights, meta
 
 
-@torch.no_grad()
-def infer_batch(model: nn.Module, crops: torch.Tensor, codec: Any, flip_index: np.ndarray | None,
-                color_rgb: bool = True) -> torch.Tensor:
-    """Network output for a batch of crops, averaged with the flipped crop's output when flip_index is given."""
-    x = crops if color_rgb else rgb_to_official_bgr(crops)
-    out = main_output(model(x)).float()
-    if flip_index is not None:
-        flipped = main_output(model(torch.flip(x, dims=(3,)))).float()
-        out = (out + codec.flip_back(flipped, flip_index)) * 0.5
-    return out
-
-
 def predict(model: nn.Module, dataset: Any, codec: Any, flip_test: bool = True,
             flip_index: Sequence[int] | np.ndarray | None = None, batch_size: int = 32, workers: int = 0,
             device: str | torch.device | None = None, color_rgb: bool = True,
@@ -113,11 +77,12 @@ def predict(model: nn.Module, dataset: Any, codec: Any, flip_test: bool = True,
                         pin_memory=device.type == "cuda")
     was_training = model.training
     model.eval()
+    run = torch_runner(model)
     bar = progress(total=len(dataset), desc="predict", unit="box") if progress else None
     kpts, ids, box_scores, centers, sizes, ann_ids = [], [], [], [], [], []
     try:
         for crops, _, _, meta in loader:
-            out = infer_batch(model, crops.to(device, non_blocking=True), codec, fidx, color_rgb)
+            out = forward_flip(run, crops.to(device, non_blocking=True), codec, fidx, color_rgb)
             coords, scores = codec.decode(out)
             image_xy = geometry.transform_preds(coords, meta["center"], meta["size"], codec.input_size,
                                                 kind=codec.affine)
