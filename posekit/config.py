@@ -534,16 +534,3 @@ def config_from_yaml(text: str, source: str = "<yaml>") -> Config:
 def dataset_format(cfg: Config) -> str:
     """coco | mpii."""
     return (cfg.DATASET.FORMAT or cfg.DATASET.DATASET).lower()
-
-
-_MOVED = {"ModelSpec": "posekit.modelspec", "model_spec": "posekit.engine.build",
-          "build_codec_from_config": "posekit.engine.build", "build_model_from_config": "posekit.engine.build"}
-
-
-def __getattr__(name: str) -> Any:
-    """The config -> objects factory moved to posekit.engine.build (a schema knows no model); old imports work."""
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module 'posekit.config' has no attribute {name!r}")
