@@ -34,8 +34,8 @@ def test_heatmap_loss_matches_official(losses, case):
 
 @pytest.mark.parametrize("case", [9, 14])  # D = 1 and D = 2, several people, unused slots
 def test_tag_loss_gradients_match_finite_differences(losses, case):
-    tags = torch.from_numpy(losses[f"case{case}_tags"]).double()
-    refs = torch.from_numpy(losses[f"case{case}_keypoints"])
+    tags = torch.from_numpy(losses[f"case{case}_tags"][:1]).double()  # first image: several people, pushes > 0
+    refs = torch.from_numpy(losses[f"case{case}_keypoints"][:1])
     used = torch.unique(refs[..., 0][refs[..., 1] > 0])  # gradcheck on the referenced entries only (fast)
     base = tags.detach().clone()
 
