@@ -18,12 +18,21 @@ older files of the same stem/model/size/opset (stale weights) are removed when a
 weights folder is not writable (or there are no weights: random init, a model passed in), the cache is
 `$XDG_CACHE_HOME/posekit/onnx/` (default ~/.cache). A cached file is re-used across runs without exporting again.
 
-Session options (`SESSION_OPTIONS`, measured with `posekit bench inference --ort-options` on a 2-core host,
-HRNet-W32 / SimpleBaseline-R50 / LPN-50 at 256x192): intra-op threads = torch's thread count (physical cores),
-inter-op threads 1 with sequential execution (these nets are a single chain of convs: parallel execution only adds
-scheduling), full graph optimisation (ORT_ENABLE_ALL: conv+BN+ReLU fusion, NCHWc layout), CPU memory arena and
-memory pattern on (same shapes every batch). Spin-waiting of the intra-op pool is left on (its default) for a
-quiet machine; `POSEKIT_ORT_SPIN=0` turns it off, which helps when other jobs share the cores.
+Session options (`SESSION_OPTIONS`): intra-op threads = torch's thread count (so one `--threads` / torch setting
+drives both libraries), inter-op threads 1 with sequential execution (these networks are one chain of convs:
+parallel execution only adds scheduling), full graph optimisation (ORT_ENABLE_ALL: conv+BN+activation fusion, NCHWc
+layouts), CPU memory arena and memory pattern on, intra-op spin-waiting on (`POSEKIT_ORT_SPIN=0` turns it off).
+Measured with `posekit bench inference --onnx --ort-options` (2 threads, 256x192, one run on a shared, loaded
+2-core host, so indicative only), img/s at batch 1 / 8:
+
+    model            tuned (these)   plain SessionOptions()   spinning off
+    HRNet-W32        11.1 / 12.5      8.2 / 12.1               9.1 / 12.7
+    SimpleBaseline   11.8 / 17.4     10.8 / 16.4              10.2 / 16.7
+    LPN-50           42.7 / 52.6     20.2 / 45.3              28.8 / 44.6
+
+(parallel execution and basic optimisation were slower in earlier runs: 36-68 % of tuned at batch 8). The tuned
+options differ from onnxruntime's defaults mainly by fixing the thread counts explicitly; on a quiet machine
+expect the tuned and plain columns to be close.
 """
 
 from __future__ import annotations
