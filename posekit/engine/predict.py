@@ -211,7 +211,8 @@ def make_test_dataset(cfg: Config, codec: Any, skeleton: Any, boxes: str = "gt")
     records = load_records(cfg, "test", skeleton, boxes)
     if not records:
         raise DataError(f"no test boxes found ({boxes}) for {data_paths(cfg).test_ann}")
-    return TopDownDataset(records, codec, skeleton, augment=None, train=False)
+    # full-resolution decoding (no reduced JPEG decode): the pixels the official test and PoseEstimator crop from
+    return TopDownDataset(records, codec, skeleton, augment=None, train=False, reduced_decoding=False)
 
 
 def load_weights(model: nn.Module, weights: str | os.PathLike, cfg: Config) -> None:

@@ -149,3 +149,40 @@ def test_he_init_statistics() -> None:
     fan_out = big.weight.shape[0] * big.weight.shape[2] * big.weight.shape[3]
     assert big.weight.std().item() == pytest.approx(math.sqrt(2.0 / fan_out), rel=0.05)
     assert convs[-1].weight.std().item() == pytest.approx(0.001, rel=0.2)
+
+
+@pytest.mark.slow
+def test_demo_model_gives_the_same_keypoints_and_ap_in_every_consumer(demo: tuple[Path, dict, list],
+                                                                       tmp_path: Path) -> None:
+    """The demo's model.pth (96x64 UDP, not its zoo entry's 128x96 msra) used by PoseEstimator (torch and ONNX
+    Runtime backends) on the held-out GT boxes gives the engine's keypoints, hence `posekit test`'s AP."""
+    from posekit.config import load_config
+    from posekit.data.images import read_image
+    from posekit.engine.predict import make_test_dataset, predict, score
+    from posekit.engine.tasks import task_for
+    from posekit.inference import PoseEstimator
+
+    root, result, _ = demo
+    out = root / "out"
+    cfg = load_config(out / "config.yaml")
+    built = task_for(cfg).build(cfg)
+    from posekit.engine.predict import load_weights
+
+    load_weights(built.model, out / "model.pth", cfg)
+    ds = make_test_dataset(cfg, built.codec, built.skeleton)
+    engine = predict(built.model.eval(), ds, built.codec, flip_test=True)
+    for backend in ("torch", "onnxruntime"):
+        est = PoseEstimator(out / "model.pth", backend=backend, cache_dir=tmp_path / "cache")
+        assert est.input_size == (64, 96) and est.codec.name == "udp"  # from the weights, not the zoo entry
+        keypoints = np.zeros_like(engine.keypoints)
+        for path in sorted({r.image_path for r in ds.records}):
+            rows = [i for i, r in enumerate(ds.records) if r.image_path == path]
+            poses = est(read_image(path), np.stack([ds.records[i].box for i in rows]))
+            for i, pose in zip(rows, poses):
+                keypoints[i] = pose.keypoints
+        tol = 5e-3 if backend == "torch" else 5e-2  # px: other batch compositions / ONNX Runtime sum in another order
+        assert np.abs(keypoints[..., :2] - engine.keypoints[..., :2]).max() < tol, backend
+        again = type(engine)(keypoints=keypoints, image_ids=engine.image_ids, box_scores=engine.box_scores,
+                             centers=engine.centers, sizes=engine.sizes, ann_ids=engine.ann_ids)
+        metrics, _ = score(cfg, again, built.skeleton)
+        assert metrics["AP"] == pytest.approx(result["AP"], abs=1e-6 if backend == "torch" else 5e-3), backend
