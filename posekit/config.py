@@ -121,6 +121,7 @@ class TrainConfig:
     VAL_EVERY_ITERS: int = 0  # posekit: also validate every N iterations (0 = only at epoch ends)
     CHECKPOINT_EVERY_MINUTES: float = 5.0  # posekit: mid-epoch checkpoint interval in minutes (0 = off)
     CHECKPOINT_EVERY_ITERS: int = 0  # posekit: mid-epoch checkpoint every N iterations (0 = off)
+    CHANNELS_LAST: bool = False  # posekit: NHWC network and batches (faster CPU training with oneDNN)
     BAD_SAMPLES: str = "stop"  # posekit: a corrupt image / bad record at batch time: stop (with a checkpoint) |
     #   skip (train on, list them in <out>/skipped_samples.jsonl)
 

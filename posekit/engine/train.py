@@ -370,12 +370,14 @@ def train_one_epoch(model: nn.Module, criterion: Criterion, loader: Any, optimiz
                     clip_max_norm: float = 0.0, use_amp: bool = False, set_lr: Callable[[int], None] | None = None,
                     after_step: Callable[[int, int, torch.Tensor, dict[str, float], Batch, Any], str] | None = None,
                     all_finite: Callable[[torch.Tensor], bool] | None = None,
-                    on_skip: Callable[[int, list], None] | None = None) -> tuple[str, int, int]:
+                    on_skip: Callable[[int, list], None] | None = None,
+                    channels_last: bool = False) -> tuple[str, int, int]:
     """Train over `loader` (Batches) from `start_step`; returns (stop reason or 'completed', last step + 1, iteration).
 
     Each step: LR (set_lr), forward (autocast when use_amp), loss, non-finite check (TrainingError), backward,
     clipping, optimizer step; then `after_step(step, iteration, loss, logs, batch, outputs)` says whether to stop.
-    Items skipped by SkipBadSamples are reported to `on_skip(step, [(index, message)])`.
+    Items skipped by SkipBadSamples are reported to `on_skip(step, [(index, message)])`; `channels_last` feeds NHWC
+    batches (with a channels_last model: ~1.3x faster CPU training with oneDNN).
     """
     step = start_step - 1
     stop = "completed"
@@ -393,6 +395,8 @@ def train_one_epoch(model: nn.Module, criterion: Criterion, loader: Any, optimiz
         if batch.inputs is None:  # every item of this batch was bad (TRAIN.BAD_SAMPLES=skip): no step
             continue
         batch = batch.to(device)
+        if channels_last and batch.inputs.dim() == 4:
+            batch.inputs = batch.inputs.contiguous(memory_format=torch.channels_last)
         if set_lr is not None:
             set_lr(iteration)
         with torch.autocast(device.type, enabled=use_amp):
@@ -444,6 +448,8 @@ def build_parts(cfg: Config, task: Task, info: DistInfo) -> Parts:
     if cfg.MODEL.PRETRAINED and cfg.MODEL.INIT_WEIGHTS:
         load_pretrained(cfg, built.model)
     model = built.model.to(info.device)
+    if t.CHANNELS_LAST:
+        model.to(memory_format=torch.channels_last)
     dataset, collate = task.train_dataset(cfg, built), task.collate
     if t.BAD_SAMPLES == "skip":
         dataset, collate = SkipBadSamples(dataset), skipping_collate(task.collate)
@@ -628,7 +634,8 @@ class Run:
             reason, end_step, _ = train_one_epoch(
                 p.model, p.criterion, loader, p.optimizer, device=info.device, epoch=epoch, start_step=skip,
                 iteration=prog.iteration, scaler=p.scaler, clip_max_norm=t.CLIP_MAX_NORM, use_amp=p.scaler is not None,
-                set_lr=self.set_lr, after_step=after_step, all_finite=lambda x: _all_finite(x, info), on_skip=self.skip)
+                set_lr=self.set_lr, after_step=after_step, all_finite=lambda x: _all_finite(x, info), on_skip=self.skip,
+                channels_last=t.CHANNELS_LAST)
         except TrainingError as e:
             raise TrainingError(f"{e}; the last good checkpoint is {self.out / 'checkpoint.pth'} - lower TRAIN.LR, "
                                 "check the data, or turn TRAIN.AMP off") from None

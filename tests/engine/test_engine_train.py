@@ -236,3 +236,16 @@ def test_missing_pretrained_file_names_the_key(reference_dir, tmp_path):
                       warn=False)
     with pytest.raises(ConfigError, match=r"MODEL.PRETRAINED .*resnet50-19c8e357.pth not found.*MODEL.PRETRAINED=''"):
         fit(cfg, tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_channels_last_training_resumes_bit_exact(micro_cfg, tmp_path):
+    nhwc = {"CHANNELS_LAST": True}
+    full = fit(micro_cfg(TRAIN=nhwc), tmp_path / "full")
+    assert full["stop_reason"] == "completed"
+    fit(micro_cfg(TRAIN={**nhwc, "MAX_ITERS": 3}), tmp_path / "split")
+    fit(micro_cfg(TRAIN=nhwc), tmp_path / "split", resume=True)
+    _assert_same_state(_weights(tmp_path / "full" / "final_state.pth"),
+                       _weights(tmp_path / "split" / "final_state.pth"))
+    plain = _weights(tmp_path / "full" / "final_state.pth")
+    assert all(v.is_contiguous() for v in plain.values())  # weights files are plain NCHW tensors
