@@ -3,8 +3,9 @@
 Truth: the eager PyTorch model (the reference implementation of every zoo network, fixture-tested in
 tests/models). Weights are seeded random values with non-trivial BatchNorm statistics (posekit.bench.inference's
 `randomise`), so heatmaps are O(1) and a backend that computed anything else would move the decoded keypoints by
-whole heatmap pixels (4 input px). Measured max keypoint difference to eager over these crops: folded <= 2e-4 px,
-onnxruntime <= 2e-4 px (crop input px); the test allows 1e-3 px.
+whole heatmap pixels (4 input px). Measured max keypoint difference to eager (crop input px, 8 crops, flip on):
+msra models (hrnet_w16_tiny, res18) 0.0 px for folded and onnxruntime (argmax decoding is discrete; scores within
+7e-7); LPN-50 (continuous beta soft-argmax) 6.1e-5 px folded, 4.6e-5 px onnxruntime. The test allows 1e-3 px.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def test_every_backend_gives_eager_keypoints(name: str, weights_dir: Path) -> No
     crops = crops_for(name)
     ref = PoseEstimator(name, weights=path, backend="torch", batch_size=3)
     kp_ref, sc_ref = ref.predict_crops(crops)
-    assert ref.backend.name == "torch" and sc_ref.max() > 0.1  # O(1) heatmaps, not a trivial output
+    assert ref.backend.name == "torch" and np.abs(sc_ref).max() > 0.05  # non-trivial outputs (LPN scores are small)
     for kind in ("folded", "onnxruntime", "auto"):
         est = PoseEstimator(name, weights=path, backend=kind, batch_size=3)
         assert est.backend.name == {"auto": "onnxruntime"}.get(kind, kind)
