@@ -68,14 +68,19 @@ class Pose:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_coco(self, image_id: int, category_id: int = 1) -> dict[str, Any]:
-        """The COCO keypoint results entry (image_id, category_id, keypoints flat x,y,score, score)."""
-        return {
+        """The COCO keypoint results entry (image_id, category_id, keypoints flat x,y,score, score); 3-D models add
+        "keypoints_3d" ([J,3] camera-space mm) and "root_depth" (mm)."""
+        entry = {
             "image_id": int(image_id),
             "category_id": int(category_id),
             "keypoints": [round(float(v), 4) for v in np.asarray(self.keypoints, dtype=np.float64).reshape(-1)],
             "score": float(self.score),
             "bbox": [round(float(v), 2) for v in self.box],
         }
+        if "joints_cam" in self.extra:
+            entry["keypoints_3d"] = np.round(np.asarray(self.extra["joints_cam"], np.float64), 2).tolist()
+            entry["root_depth"] = round(float(self.extra["root_depth"]), 2)
+        return entry
 
 
 @dataclass
@@ -280,8 +285,49 @@ def _topdown(est: PoseEstimator, images: Sequence[np.ndarray], boxes: Sequence |
     return results
 
 
+def _bottomup(est: PoseEstimator, images: Sequence[np.ndarray], boxes: Sequence | None,
+              scores: Sequence | None) -> list[list[Pose]]:
+    """Associative Embedding: every person of each whole image (boxes are not used), posekit.bottomup."""
+    from posekit.bottomup import estimate_bottomup
+
+    fidx = est.skeleton.flip_index if est.flip_test else None
+    return [estimate_bottomup(est.model, est.codec, _as_rgb(image, f"image {i}"), flip_index=fidx,
+                              flip=est.flip_test, device=est.device) for i, image in enumerate(images)]
+
+
+def _body3d(est: PoseEstimator, images: Sequence[np.ndarray], boxes: Sequence | None,
+            scores: Sequence | None) -> list[list[Pose]]:
+    """3DMPPE: per box, image joints as keypoints (score 1) and camera-space joints (mm) in Pose.extra.
+
+    Camera: focal length and principal point from `est.camera` (f, c) when set, else the synthetic-data default
+    focal length and the image centre; root depth from the box size (RootNet-style prior), see body3d_task.
+    """
+    from posekit.engine.body3d_task import predict_poses_3d
+
+    f, c = est.camera if est.camera is not None else (None, None)
+    out: list[list[Pose]] = []
+    for i, image in enumerate(images):
+        image = _as_rgb(image, f"image {i}")
+        b, bs = _split_boxes(None if boxes is None else boxes[i], None if scores is None else scores[i], image,
+                             f"image {i}")
+        pairs = est.skeleton.flip_pairs if est.flip_test else None
+        poses3d = predict_poses_3d(est.model, image, b, est.codec, flip_pairs=pairs, f=f, c=c, device=est.device)
+        score_of = {tuple(np.round(box, 6)): float(s) for box, s in zip(b, bs)}
+        people = []
+        for p3 in poses3d:
+            kp = np.concatenate([p3.joints_img, np.ones((len(p3.joints_img), 1), np.float32)], axis=1)
+            s = score_of.get(tuple(np.round(np.asarray(p3.box, np.float64), 6)), 1.0)
+            people.append(Pose(keypoints=kp.astype(np.float32), box=np.asarray(p3.box, np.float32), score=s,
+                               box_score=s, extra={"joints_cam": p3.joints_cam, "root_depth": p3.root_depth,
+                                                   "root_from": p3.root_from}))
+        out.append(people)
+    return out
+
+
 register_task_path("topdown", _topdown, needs_boxes=True)
 register_task_path("prtr", _topdown, needs_boxes=True)  # PRTR: the same crops; its codec stacks the flip passes
+register_task_path("bottomup", _bottomup, needs_boxes=False)
+register_task_path("body3d", _body3d, needs_boxes=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -294,11 +340,13 @@ class PoseEstimator:
     def __init__(self, name_or_checkpoint: Any = None, weights: str | Path | None = None,
                  device: str | torch.device = "cpu", flip_test: bool = True, codec: Any = None, batch_size: int = 32,
                  padding: float = 1.25, model: torch.nn.Module | None = None, backend: str = "auto",
-                 spec: Any = None, cache_dir: str | Path | None = None, images_per_batch: int = 8) -> None:
+                 spec: Any = None, cache_dir: str | Path | None = None, images_per_batch: int = 8,
+                 camera: tuple[Sequence[float], Sequence[float]] | None = None) -> None:
         """Resolve the model spec (weights file > zoo name / spec), build and load the network, pick the backend.
 
         `model` replaces the built network (tests, custom networks); `codec` (a name or an object) replaces the
-        spec's codec; `batch_size` person crops go through the network at once (twice that with flip_test).
+        spec's codec; `batch_size` person crops go through the network at once (twice that with flip_test);
+        `camera` = ((fx, fy), (cx, cy)) in px for 3-D models (default: the synthetic focal length, image centre).
         """
         from posekit import codecs
         from posekit.backends import create
@@ -325,13 +373,24 @@ class PoseEstimator:
         else:
             self.codec = codec
         self.device = torch.device(device)
-        self.model = model if model is not None else build_model(self.spec)
+        self.camera = camera
         self.load_report = None
-        if self.weights is not None and model is None:
-            from posekit.models.weights import load_checkpoint
+        if self.task == "body3d" and model is None and self.weights is not None:
+            from posekit.engine.body3d_task import load_body3d  # rebuilt from the config inside the weights
 
-            self.load_report = load_checkpoint(self.model, self.weights, strict=True)
+            built = load_body3d(self.weights)
+            self.model, self.codec = built.model, built.codec
+        else:
+            self.model = model if model is not None else build_model(self.spec)
+            if self.weights is not None and model is None:
+                from posekit.models.weights import load_checkpoint
+
+                self.load_report = load_checkpoint(self.model, self.weights, strict=True)
         self.model.to(self.device).eval()
+        if self.task not in ("topdown", "prtr"):  # whole-image / 3-D paths call the network directly
+            if backend not in ("auto", "torch"):
+                raise ConfigError(f"backend {backend!r}: the {self.task} path runs on the torch backend only")
+            backend = "torch"
         self.backend = create(backend, self.model, self.input_size, name=self.name, weights=self.weights,
                               device=self.device, cache_dir=cache_dir, export=self.weights is not None)
         self.flip_test = flip_test

@@ -220,6 +220,12 @@ def run(args: argparse.Namespace) -> int:
                                              show_scores=args.show_scores)
                         write_png(unique_path(out, r.path.stem, ".png", used), picture)
                         drawn += 1
+                        if est.task == "body3d" and r.poses:  # the 3-D skeletons beside the 2-D overlay
+                            from posekit.vis3d import write_skeleton_3d
+
+                            write_skeleton_3d(unique_path(out, f"{r.path.stem}_3d", ".png", used),
+                                              [p.extra["joints_cam"] for p in r.poses], est.skeleton,
+                                              title=f"{r.path.name}: camera space (mm)")
                 else:
                     if r.path not in video_base:
                         video_base[r.path] = next_index
