@@ -225,10 +225,10 @@ def build_model(spec: Any) -> torch.nn.Module:
     if not spec.config_yaml:
         raise CheckpointError(f"model {spec.name!r} is not a zoo model and its spec carries no config to rebuild it")
     from posekit.config import config_from_yaml
-    from posekit.engine.build import build  # non-zoo networks are defined by a training config
+    from posekit.engine.tasks import task_for  # non-zoo networks are defined by a training config and its task
 
-    built = build(config_from_yaml(spec.config_yaml, source=f"spec of {spec.name}"))
-    return built.model
+    cfg = config_from_yaml(spec.config_yaml, source=f"spec of {spec.name}")
+    return task_for(cfg).build(cfg).model
 
 
 def load_network(name_or_checkpoint: Any = None, weights: str | Path | None = None,
