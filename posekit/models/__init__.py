@@ -7,8 +7,17 @@ from typing import Any
 from torch import nn
 
 # Importing each family module registers its named builders.
-from posekit.models import grmi, hourglass, hrnet, lpn, mspn, posenet3d, prtr, resnet  # noqa: F401
-from posekit.models import hourglass_bearpaw  # noqa: F401
+from posekit.models import (  # noqa: F401
+    grmi,
+    hourglass,
+    hourglass_bearpaw,  # noqa: F401
+    hrnet,
+    lpn,
+    mspn,
+    posenet3d,
+    prtr,
+    resnet,
+)
 from posekit.models.registry import ModelEntry, entry, register_model, registered
 
 __all__ = ["ModelEntry", "build", "entry", "info", "names", "register_model"]

@@ -10,9 +10,9 @@ import torch
 
 import posekit.models
 from posekit.errors import CheckpointError
-from posekit.models.weights import load_checkpoint, load_imagenet_backbone
 from posekit.models.hrnet import HRNetConfig, PoseHighResolutionNet
 from posekit.models.resnet import PoseResNet, PoseResNetConfig
+from posekit.models.weights import load_checkpoint, load_imagenet_backbone
 
 
 def _tiny_hrnet() -> torch.nn.Module:
@@ -140,8 +140,8 @@ def test_classification_hrnet_imagenet_weights_load_into_pose_hrnet(tmp_path):
     """The ImageNet HRNet has multi-scale stage-4 fuse layers, incre/downsamp/final layers and a classifier."""
     from dataclasses import replace
 
-    from posekit.models.weights import HRNET_BACKBONE_ROOTS
     from posekit.models.hrnet import TINY_W16
+    from posekit.models.weights import HRNET_BACKBONE_ROOTS
 
     cls_net = PoseHighResolutionNet(replace(TINY_W16, head="cls"))
     state = {**_random_state(cls_net, seed=3), "classifier.weight": torch.zeros(1000, 2048)}
