@@ -167,3 +167,18 @@ def people_boxes(poses: Sequence[Pose], pad: float = 0.1, min_joints: int = 2,
         boxes.append([x0, y0, x1 - x0, y1 - y0])
         scores.append(p.score)
     return np.asarray(boxes, dtype=np.float64).reshape(-1, 4), np.asarray(scores, dtype=np.float64)
+
+
+def people_boxes_fn(estimator: Any, pad: float = 0.1, min_joints: int = 2) -> Callable[..., np.ndarray]:
+    """A `boxes=` callable for PoseEstimator.images (path, image, frame) -> [N,5] xywh + score: the people a
+    bottom-up PoseEstimator finds serve as the person boxes of a top-down model (photos and videos, no detector)."""
+    if getattr(estimator, "task", None) != "bottomup":
+        task = getattr(estimator, "task", "?")
+        raise DataError(f"people_boxes_fn: expected a bottom-up estimator, got task {task!r}")
+
+    def boxes(path: Any, image: np.ndarray, frame: int | None = None) -> np.ndarray:
+        b, s = people_boxes(estimator(image), pad=pad, min_joints=min_joints,
+                            image_size=(image.shape[1], image.shape[0]))
+        return np.concatenate([b, s[:, None]], axis=1)
+
+    return boxes

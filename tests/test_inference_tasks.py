@@ -92,3 +92,41 @@ def test_posekit_infer_bottom_up_and_3d(synth: Path, tmp_path: Path, capsys: pyt
     picture = cv2.imread(str(tmp_path / "p3_out" / f"{image.stem}_3d.png"))
     assert picture is not None and picture.std() > 5
     capsys.readouterr()
+
+
+@pytest.mark.slow
+def test_bottom_up_people_are_the_boxes_of_a_top_down_model(synth: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The people of a bottom-up model (here: its grouping replaced by the image's ground-truth people, so there
+    are people to find) become the boxes of a top-down model, in the library and in `posekit infer`."""
+    import json
+
+    import posekit.bottomup as bu
+    from posekit.cli import main
+    from posekit.inference import Pose
+
+    ann = json.loads((synth / "annotations.json").read_text())
+    first = ann["images"][0]
+    gt = [np.asarray(a["keypoints"], np.float32).reshape(-1, 3) for a in ann["annotations"]
+          if a["image_id"] == first["id"] and a["num_keypoints"] >= 2]
+    assert gt
+
+    def ground_truth_people(model, codec, image_rgb, **kw):
+        return [Pose(keypoints=np.where(k[:, 2:] > 0, k, 0), box=np.zeros(4), score=1.0) for k in gt]
+
+    monkeypatch.setattr(bu, "estimate_bottomup", ground_truth_people)
+    ae = _trained("ae_hourglass_small_128", synth, tmp_path, "coco")
+    td = _trained("hrnet_w16_tiny_128x96", synth, tmp_path, "coco")
+    image_path = synth / "images" / first["file_name"]
+    image = read_image(image_path)
+    people = PoseEstimator(ae)
+    boxes = bu.people_boxes_fn(people)(image_path, image, None)
+    expected, _ = bu.people_boxes(people(image), image_size=(image.shape[1], image.shape[0]))
+    assert len(boxes) == len(gt) and np.allclose(boxes[:, :4], expected)
+    assert main(["infer", "--weights", str(td), "--people-from", str(ae), str(image_path), "--out",
+                 str(tmp_path / "o"), "--backend", "torch"]) == 0
+    entries = json.loads((tmp_path / "o" / "keypoints.json").read_text())
+    assert len(entries) == len(gt)  # one top-down pose per bottom-up person
+    np.testing.assert_allclose(sorted(e["bbox"][0] for e in entries), sorted(boxes[:, 0]), atol=0.01)
+    with pytest.raises(Exception, match="bottom-up estimator"):
+        bu.people_boxes_fn(PoseEstimator(td))

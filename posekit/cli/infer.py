@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "file name; an image without detections gets no poses; videos use the whole frame")
     src.add_argument("--box", action="append", metavar="X,Y,W,H", default=None,
                      help="a person box xywh in pixels for every input (repeatable); default: the whole image")
+    src.add_argument("--people-from", metavar="WEIGHTS",
+                     help="a bottom-up (Associative Embedding) posekit weights file whose people serve as the person "
+                          "boxes of --weights (photos and videos without a detections file)")
     parser.add_argument("--gt-images", metavar="JSON",
                         help="COCO annotation JSON whose 'images' map file names to the image ids of --boxes")
     parser.add_argument("--box-threshold", type=float, default=0.3,
@@ -185,7 +188,16 @@ def run(args: argparse.Namespace) -> int:
         ids[path] = image_id
     no_dets = [0]
 
+    people = None
+    if args.people_from:
+        from posekit.bottomup import people_boxes_fn
+        from posekit.inference import PoseEstimator
+
+        people = people_boxes_fn(PoseEstimator(args.people_from, device=args.device, flip_test=not args.no_flip))
+
     def boxes_for(path: Path, image: np.ndarray, frame: int | None) -> Any:
+        if people is not None:
+            return people(path, image, frame)
         if frame is not None or dets is None:
             return fixed
         found = dets.get(ids[path])
