@@ -104,9 +104,14 @@ def test_bad_images(tmp_path):
     with pytest.raises(DataError, match="nothere.jpg: image file not found"):
         reader.read(str(tmp_path / "nothere.jpg"))
     bad = tmp_path / "corrupt.jpg"
-    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")  # no end-of-image marker: found before decoding
     for factor in (1, 4):
-        with pytest.raises(DataError, match="corrupt.jpg: cannot decode image"):
+        with pytest.raises(DataError, match="corrupt.jpg: truncated JPEG"):
             reader.read(str(bad), factor)
+    garbage = tmp_path / "garbage.jpg"
+    garbage.write_bytes(b"\xff\xd8\xff\xe0 complete but not a jpeg \xff\xd9")
+    for factor in (1, 4):
+        with pytest.raises(DataError, match="garbage.jpg: cannot decode image"):
+            reader.read(str(garbage), factor)
     with pytest.raises(DataError, match="corrupt.jpg"):
         read_image(bad)

@@ -193,7 +193,7 @@ def test_bad_image_names_file(coco, tmp_path):
     recs = [dataclasses.replace(records[0], image_path=str(bad)),
             dataclasses.replace(records[0], image_path=str(tmp_path / "gone.jpg"))]
     ds = TopDownDataset(recs, codecs.build("msra"), skel, AugmentConfig(), train=True)
-    with pytest.raises(DataError, match="broken.jpg: cannot decode image"):
+    with pytest.raises(DataError, match="broken.jpg: truncated JPEG"):
         ds[0]
     with pytest.raises(DataError, match="gone.jpg: image file not found"):
         ds[1]
