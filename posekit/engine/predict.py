@@ -240,7 +240,5 @@ def evaluate(cfg: Config, weights: str | os.PathLike | None, boxes: str | None =
     load_weights(built.model, weights, cfg)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     built.model.to(dev).eval()
-    if task.name in ("topdown", "prtr"):  # top-down crops: GT or detection boxes, optional flip test
-        return task.evaluate(cfg, built.model, built, dev, split="test", boxes=resolve_boxes(cfg, boxes), flip=flip,
-                             progress=progress)
-    return task.evaluate(cfg, built.model, built, dev, split="test")
+    return task.evaluate(cfg, built.model, built, dev, split="test", boxes=resolve_boxes(cfg, boxes), flip=flip,
+                         progress=progress)

@@ -15,18 +15,16 @@ does - BGR pixels normalised with the RGB-ordered ImageNet mean/std - in trainin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from posekit import geometry
 from posekit.config import Config
-from posekit.engine.tasks import Batch, Built, Criterion, Task, register_task
+from posekit.engine.tasks import Built, Criterion, register_task
+from posekit.engine.topdown_task import TopDownTask
 from posekit.errors import ConfigError, DataError
 
 
@@ -98,52 +96,12 @@ def set_loss(criterion: nn.Module) -> Criterion:
     return loss
 
 
-def predict_prtr(model: nn.Module, dataset: Any, codec: Any, flip_index: Sequence[int] | np.ndarray | None = None,
-                 batch_size: int = 32, workers: int = 0, device: str | torch.device | None = None,
-                 color_rgb: bool = True, progress: Callable[..., Any] | None = None) -> Any:
-    """Run a PRTR network over a TopDownDataset (train=False): matched decoding (+ flip test) -> image px.
+class PRTRTask(TopDownTask):
+    """PRTR two-stage: person crops -> keypoint transformer -> matched queries -> COCO AP or MPII PCKh.
 
-    The network runs through posekit.runtime.forward_flip (mirrored crops in the same batch; with the coord codec
-    both passes are stacked and decode averages them after matching, as official)."""
-    from posekit.engine.predict import Predictions, collate
-    from posekit.runtime import forward_flip, torch_runner
-
-    if len(dataset) == 0:
-        raise DataError("predict: the dataset has no boxes")
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate,
-                        pin_memory=device.type == "cuda")
-    was_training = model.training
-    model.eval()
-    run = torch_runner(model)
-    bar = progress(total=len(dataset), desc="predict", unit="box") if progress else None
-    rows: dict[str, list[np.ndarray]] = {k: [] for k in ("kpts", "ids", "scores", "centers", "sizes", "anns")}
-    try:
-        for crops, _, _, meta in loader:
-            out = forward_flip(run, crops.to(device, non_blocking=True), codec, flip_index, color_rgb)
-            coords, scores = codec.decode(out)
-            image_xy = geometry.transform_preds(coords, meta["center"], meta["size"], codec.input_size,
-                                                kind=codec.affine)
-            rows["kpts"].append(np.concatenate([image_xy, np.asarray(scores, np.float64)[..., None]], axis=2))
-            rows["ids"].append(meta["image_id"])
-            rows["scores"].append(meta["score"])
-            rows["centers"].append(meta["center"])
-            rows["sizes"].append(meta["size"])
-            rows["anns"].append(meta["ann_id"])
-            if bar is not None:
-                bar.update(len(crops))
-    finally:
-        if bar is not None:
-            bar.close()
-        model.train(was_training)
-    return Predictions(keypoints=np.concatenate(rows["kpts"]).astype(np.float32), image_ids=np.concatenate(rows["ids"]),
-                       box_scores=np.concatenate(rows["scores"]).astype(np.float64),
-                       centers=np.concatenate(rows["centers"]), sizes=np.concatenate(rows["sizes"]),
-                       ann_ids=np.concatenate(rows["anns"]))
-
-
-class PRTRTask(Task):
-    """PRTR two-stage: person crops -> keypoint transformer -> matched queries -> COCO AP or MPII PCKh."""
+    The top-down task with its own network, loss and parameter groups; batches, scoring and the metric are the
+    top-down ones (engine.predict runs it: the coord codec stacks both flip passes and averages after matching).
+    """
 
     name = "prtr"
 
@@ -161,12 +119,6 @@ class PRTRTask(Task):
         ds = TopDownDataset(records, built.codec, built.skeleton, augment=augment_config(cfg), train=True,
                             seed=cfg.TRAIN.SEED, joint_weights=cfg.LOSS.USE_DIFFERENT_JOINTS_WEIGHT)
         return ds if cfg.DATASET.COLOR_RGB else OfficialBGR(ds)
-
-    def collate(self, items: Sequence[Any]) -> Batch:
-        from posekit.engine.predict import collate
-
-        crops, target, weight, meta = collate(items)
-        return Batch(crops, {"target": target, "target_weight": weight}, meta)
 
     def criterion(self, cfg: Config, built: Built) -> Criterion:
         from posekit.losses.set_criterion import SetCriterion
@@ -188,20 +140,7 @@ class PRTRTask(Task):
     def evaluate(self, cfg: Config, model: nn.Module, built: Built, device: torch.device, split: str = "test",
                  boxes: str | None = None, flip: bool | None = None, progress: Any = None
                  ) -> tuple[dict[str, float], list[dict]]:
-        from posekit.engine.predict import make_test_dataset, resolve_boxes, score
-
-        rcfg = resolved_config(cfg)
-        ds = make_test_dataset(rcfg, built.codec, built.skeleton, resolve_boxes(rcfg, boxes))
-        flip_test = cfg.TEST.FLIP_TEST if flip is None else flip
-        preds = predict_prtr(model, ds, built.codec, built.skeleton.flip_index if flip_test else None,
-                             batch_size=cfg.TEST.BATCH_SIZE_PER_GPU, workers=cfg.WORKERS, device=device,
-                             color_rgb=cfg.DATASET.COLOR_RGB, progress=progress)
-        return score(rcfg, preds, built.skeleton)
-
-    def primary_metric(self, cfg: Config) -> str:
-        from posekit.engine.predict import primary_metric
-
-        return primary_metric(cfg)
+        return super().evaluate(resolved_config(cfg), model, built, device, split, boxes, flip, progress)
 
 
 register_task(PRTRTask())

@@ -86,9 +86,14 @@ class Task:
         """Optimizer parameter groups (default: all trainable parameters at TRAIN.LR)."""
         return [{"params": [p for p in model.parameters() if p.requires_grad]}]
 
-    def evaluate(self, cfg: Any, model: nn.Module, built: Built, device: torch.device,
-                 split: str = "test") -> tuple[dict[str, float], list[dict]]:
-        """Score `model` on the held-out split: (metrics, results written as JSON)."""
+    def evaluate(self, cfg: Any, model: nn.Module, built: Built, device: torch.device, split: str = "test",
+                 boxes: str | None = None, flip: bool | None = None, progress: Any = None
+                 ) -> tuple[dict[str, float], list[dict]]:
+        """Score `model` on the held-out split: (metrics, results written as JSON).
+
+        boxes: 'gt' (None) or a detections file, for tasks that crop people (whole-image tasks ignore it); flip:
+        None = TEST.FLIP_TEST; progress: a tqdm-like factory.
+        """
         raise NotImplementedError
 
     def primary_metric(self, cfg: Any) -> str:

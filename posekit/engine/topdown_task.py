@@ -146,11 +146,11 @@ class TopDownTask(Task):
                                        beta=float(getattr(built.codec, "beta", 1.0))))
 
     def evaluate(self, cfg: Config, model: nn.Module, built: Built, device: torch.device, split: str = "test",
-                 boxes: str = "gt", flip: bool | None = None, progress: Any = None
+                 boxes: str | None = None, flip: bool | None = None, progress: Any = None
                  ) -> tuple[dict[str, float], list[dict]]:
         from posekit.engine.predict import make_test_dataset, predict, score
 
-        ds = make_test_dataset(cfg, built.codec, built.skeleton, boxes)
+        ds = make_test_dataset(cfg, built.codec, built.skeleton, boxes or "gt")
         preds = predict(model, ds, built.codec, flip_test=cfg.TEST.FLIP_TEST if flip is None else flip,
                         flip_index=built.skeleton.flip_index, batch_size=cfg.TEST.BATCH_SIZE_PER_GPU,
                         workers=cfg.WORKERS, device=device, color_rgb=cfg.DATASET.COLOR_RGB, progress=progress)
