@@ -23,11 +23,12 @@ import numpy as np
 import torch
 
 from posekit.codecs import associative_embedding as ae
+from posekit.data import topdown
 from posekit.errors import DataError
 from posekit.inference import Pose
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+IMAGENET_MEAN = np.asarray(topdown.IMAGENET_MEAN, dtype=np.float32)  # the pipeline's one set of statistics
+IMAGENET_STD = np.asarray(topdown.IMAGENET_STD, dtype=np.float32)
 
 NetFn = Callable[[np.ndarray], np.ndarray]
 

@@ -38,11 +38,12 @@ import torch
 from torch.utils.data import Dataset
 
 from posekit.camera import pixel2cam
+from posekit.data import topdown
 from posekit.data.images import ImageReader
 from posekit.errors import ConfigError, DataError
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+IMAGENET_MEAN = np.asarray(topdown.IMAGENET_MEAN, dtype=np.float32)  # the pipeline's one set of statistics
+IMAGENET_STD = np.asarray(topdown.IMAGENET_STD, dtype=np.float32)
 INPUT_NORMS = ("standard", "official_255")
 DEPTH_DIM = 64
 BBOX_3D_DEPTH = 2000.0  # mm: official cfg.bbox_3d_shape[0]
