@@ -12,7 +12,6 @@ was trained (zoo network at the trained size and head, the codec with its option
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -68,20 +67,11 @@ class ModelSpec:
                 f"skeleton {self.skeleton} ({self.num_joints} joints), {'RGB' if self.color_rgb else 'BGR'}")
 
 
-def _load(path: str | Path) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: weights file not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise CheckpointError(f"{path}: cannot read weights ({first}); is the file complete?") from None
-
-
 def read_spec(path: str | Path) -> ModelSpec | None:
     """The ModelSpec stored in a posekit weights file or training checkpoint; None for official files."""
-    obj = _load(path)
+    from posekit.models.weights import load_torch_file
+
+    obj = load_torch_file(path, "weights")
     if isinstance(obj, dict) and isinstance(obj.get("spec"), dict):
         return ModelSpec.from_dict(obj["spec"], source=str(path))
     return None

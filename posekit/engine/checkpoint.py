@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import os
-import pickle
 import random
 import tempfile
 from collections.abc import Mapping
@@ -117,14 +116,9 @@ def save_training_checkpoint(path: str | Path, *, model: torch.nn.Module, optimi
 
 def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint written by `save_training_checkpoint` (weights_only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: training checkpoint not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise CheckpointError(f"{path}: cannot read training checkpoint: {first}") from None
+    from posekit.models.weights import load_torch_file
+
+    state = load_torch_file(path, "training checkpoint")
     if not isinstance(state, Mapping) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a posekit training checkpoint (expected format {FORMAT!r}); "
                               "plain weights go to --weights / MODEL.PRETRAINED instead")

@@ -9,6 +9,7 @@ import pickle
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -56,18 +57,24 @@ class LoadReport:
         return "\n".join(lines)
 
 
+def load_torch_file(path: str | Path, what: str = "checkpoint") -> Any:
+    """torch.load(weights_only=True) on CPU with a CheckpointError naming the file (missing, truncated, not a
+    weights-only file) instead of a pickle traceback; every posekit reader of .pth files goes through it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: {what} file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"{path}: cannot be read as a weights-only {what} (tensors and plain containers only; "
+                              f"is the file complete?): {first}") from None
+
+
 def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], list[str]]:
     """The tensors of a checkpoint file: plain state_dict, or the dict under 'state_dict' / 'model' / 'network'
     (3DMPPE snapshots: {'epoch', 'network', 'optimizer'})."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: cannot be read as a weights-only checkpoint (tensors and plain containers "
-                              f"only): {first}") from None
+    obj = load_torch_file(path)
     notes = []
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model", "network"):
