@@ -741,6 +741,8 @@ def fit(cfg: Config, out_dir: str | os.PathLike, resume: bool = False, progress:
                 if on_epoch is not None and info.main:
                     on_epoch(run.history[-1])
         run.save_weights("final_state.pth" if stop_reason == "completed" else "last_state.pth")
+        if info.distributed:
+            dist.barrier()  # every rank leaves together: none tears gloo down under another's last collective
     finally:
         run.close()
     return run.summary(stop_reason)
