@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import orjson
 
 from posekit.errors import DataError
 from posekit.skeletons import COCO17, CROWDPOSE14, DEFAULT_SIGMA, Skeleton, from_coco_category
@@ -35,9 +36,14 @@ Sigmas = Sequence[float] | np.ndarray | Skeleton | None
 
 
 def _read_json(path: str | os.PathLike, what: str) -> Any:
+    """The parsed file: orjson (~4x faster than json on results files), json where orjson refuses (NaN literals)."""
     try:
-        with open(path) as f:
-            return json.load(f)
+        with open(path, "rb") as f:
+            raw = f.read()
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return json.loads(raw)  # accepts NaN / Infinity, which the validation then names; or raises the error
     except FileNotFoundError:
         raise DataError(f"{what} file not found: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -142,7 +148,7 @@ def resolve_sigmas(gt: dict, sigmas: Sigmas = None, default: Skeleton | None = N
 
 
 def load_results(results: Results, gt: dict, source: str | None = None) -> list[dict]:
-    """A COCO keypoint results list (path or list) checked against the ground truth; returns shallow copies."""
+    """A COCO keypoint results list (path or list) checked against the ground truth (a list is shallow-copied)."""
     return _load_results(results, gt, source)[0]
 
 
@@ -155,27 +161,20 @@ def _load_results(results: Results, gt: dict, source: str | None = None) -> tupl
     if not isinstance(data, (list, tuple)):
         raise DataError(f"{src}: results must be a list of {{image_id, category_id, keypoints, score}}")
     k = num_keypoints(gt)
-    out = []
-    for i, r in enumerate(data):
-        if not isinstance(r, dict):
-            raise DataError(f"{src}: results[{i}] is a {type(r).__name__}, expected a dict")
-        for key in ("image_id", "category_id", "keypoints", "score"):
-            if key not in r:
-                raise DataError(f"{src}: results[{i}] has no '{key}'")
-        kp = r["keypoints"]
-        if not isinstance(kp, (list, tuple, np.ndarray)) or len(kp) != 3 * k:
-            got = len(kp) if isinstance(kp, (list, tuple, np.ndarray)) else type(kp).__name__
-            raise DataError(f"{src}: results[{i}] (image_id {r['image_id']}) has {got} keypoint values; the "
-                            f"ground truth has {k} keypoints, so {3 * k} values (x, y, score) are expected")
-        out.append(dict(r))
+    values = _keypoint_values(data, k)
+    if values is None:  # something is malformed: the item-by-item check names it
+        _check_items(data, k, src)
+    # a file's dicts are ours to annotate; a caller's list is copied (loading adds id / area / bbox in place)
+    out = data if isinstance(results, (str, os.PathLike)) else [dict(r) for r in data]
     if not out:
         return out, np.zeros((0, 3 * k))
-    try:
-        values = np.asarray([r["keypoints"] for r in out], dtype=np.float64)
-    except (TypeError, ValueError):
-        bad_i = next(i for i, r in enumerate(out) if not _numbers(r["keypoints"]))
-        raise DataError(f"{src}: results[{bad_i}] (image_id {out[bad_i]['image_id']}) has non-numeric keypoint "
-                        "values") from None
+    if values is None:
+        try:
+            values = np.asarray([r["keypoints"] for r in out], dtype=np.float64)
+        except (TypeError, ValueError):
+            bad_i = next(i for i, r in enumerate(out) if not _numbers(r["keypoints"]))
+            raise DataError(f"{src}: results[{bad_i}] (image_id {out[bad_i]['image_id']}) has non-numeric keypoint "
+                            "values") from None
     raw_scores = [r["score"] for r in out]
     if not _numbers(raw_scores):
         bad_i = next(i for i, v in enumerate(raw_scores) if not _numbers([v]))
@@ -196,6 +195,32 @@ def _load_results(results: Results, gt: dict, source: str | None = None) -> tupl
     if unknown:
         raise DataError(f"{src}: category ids {unknown[:5]} are not in the ground truth (it has {sorted(cat_ids)})")
     return out, values
+
+
+def _keypoint_values(data: Sequence[Any], k: int) -> np.ndarray | None:
+    """The [N, 3K] float64 keypoints when every item is a complete result dict with 3K values, else None."""
+    if not all(type(r) is dict and "image_id" in r and "category_id" in r and "score" in r for r in data):
+        return None
+    try:
+        values = np.asarray([r["keypoints"] for r in data], dtype=np.float64)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return values if values.shape == (len(data), 3 * k) else None
+
+
+def _check_items(data: Sequence[Any], k: int, src: str) -> None:
+    """Raise DataError naming the first result that is not a dict with image_id, category_id, score, 3K keypoints."""
+    for i, r in enumerate(data):
+        if not isinstance(r, dict):
+            raise DataError(f"{src}: results[{i}] is a {type(r).__name__}, expected a dict")
+        for key in ("image_id", "category_id", "keypoints", "score"):
+            if key not in r:
+                raise DataError(f"{src}: results[{i}] has no '{key}'")
+        kp = r["keypoints"]
+        if not isinstance(kp, (list, tuple, np.ndarray)) or len(kp) != 3 * k:
+            got = len(kp) if isinstance(kp, (list, tuple, np.ndarray)) else type(kp).__name__
+            raise DataError(f"{src}: results[{i}] (image_id {r['image_id']}) has {got} keypoint values; the "
+                            f"ground truth has {k} keypoints, so {3 * k} values (x, y, score) are expected")
 
 
 def _numbers(values: Any) -> bool:

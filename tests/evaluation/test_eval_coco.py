@@ -194,6 +194,26 @@ def test_clear_errors(pairs, tmp_path):
         coco.crowdpose_keypoints(gt, preds)
 
 
+def test_results_files_read_like_in_memory_lists(pairs, tmp_path):
+    """A results file gives the in-memory list's stats; a NaN literal (orjson refuses it) is named, not a parse error."""
+    gt, res = pairs["xtcoco"]
+    preds = json.loads(res.read_text())
+    before = copy.deepcopy(preds)
+    assert coco.coco_keypoints(gt, res) == coco.coco_keypoints(gt, preds)
+    assert preds == before  # a caller's list is copied before loading annotates it
+    bad = copy.deepcopy(preds)
+    bad[7]["keypoints"][4] = float("nan")
+    nan_file = tmp_path / "nan.json"
+    nan_file.write_text(json.dumps(bad))  # Python writes the NaN literal
+    with pytest.raises(DataError, match=r"NaN.*results\[7\]"):
+        coco.coco_keypoints(gt, nan_file)
+    bad = copy.deepcopy(preds)
+    bad[5]["keypoints"] = bad[5]["keypoints"][:42]
+    short = tmp_path / "short.json"
+    short.write_text(json.dumps(bad))
+    with pytest.raises(DataError, match=r"results\[5\].*42 keypoint values.*51 values"):
+        coco.coco_keypoints(gt, short)
+
 def test_missing_optional_gt_fields_are_filled(pairs):
     gt, res = pairs["xtcoco"]
     data = json.loads(gt.read_text())
