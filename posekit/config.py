@@ -63,6 +63,9 @@ class LossConfig:
     USE_DIFFERENT_JOINTS_WEIGHT: bool = False
     UNIT_KERNELS: list[int] = field(default_factory=lambda: [15, 11, 9, 7])  # posekit: MSPN per-unit Gaussian
     #   kernel sizes, coarse to fine (the MSPN paper's coarse-to-fine supervision)
+    AE_PUSH_WEIGHT: float = 1e-3  # posekit: bottom-up (Associative Embedding) loss weights; official 1e-3 / 1e-3 / 1
+    AE_PULL_WEIGHT: float = 1e-3
+    AE_DETECTION_WEIGHT: float = 1.0
 
 
 @dataclass
@@ -86,6 +89,7 @@ class DatasetConfig:
     PROB_HALF_BODY: float = 0.0
     NUM_JOINTS_HALF_BODY: int = 8
     COLOR_RGB: bool = True  # False: the network takes BGR (older official SimpleBaseline checkpoints)
+    IMAGE_CACHE: int = 8  # posekit: decoded training images kept in memory per loader process (LRU, 0 = none)
 
 
 @dataclass
@@ -398,6 +402,8 @@ def _check_values(cfg: Config, where: str, sources: Mapping[str, str] | None = N
     if (d.FORMAT or d.DATASET).lower() not in DATASET_FORMATS:
         raise ConfigError(f"DATASET.FORMAT in {where}: expected one of {DATASET_FORMATS} (or DATASET.DATASET "
                           f"coco|mpii|h36m), got {(d.FORMAT or d.DATASET)!r}")
+    if d.IMAGE_CACHE < 0:
+        raise ConfigError(f"DATASET.IMAGE_CACHE in {at('DATASET.IMAGE_CACHE')} must be >= 0, got {d.IMAGE_CACHE}")
     if d.DATA_FORMAT not in ("jpg", "png", "jpeg"):
         raise ConfigError(f"DATASET.DATA_FORMAT in {where}: only image files are read, got {d.DATA_FORMAT!r}")
     for key, value in (("TRAIN.BATCH_SIZE_PER_GPU", t.BATCH_SIZE_PER_GPU),

@@ -162,6 +162,7 @@ def test_bad_values_name_the_key(tmp_path):
                               ("TRAIN.OPTIMIZER=rmsprop", "TRAIN.OPTIMIZER"),
                               ("MODEL.IMAGE_SIZE=[1,2,3]", "MODEL.IMAGE_SIZE"),
                               ("TRAIN.LR_STEP=[20,10]", "TRAIN.LR_STEP"),
+                              ("DATASET.IMAGE_CACHE=-1", "DATASET.IMAGE_CACHE .*>= 0"),
                               ("TRAIN=3", "TRAIN .*expected a mapping")):
         with pytest.raises(ConfigError, match=pattern):
             load_config(path, [override])

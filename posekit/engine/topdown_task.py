@@ -115,7 +115,8 @@ class TopDownTask(Task):
         if not records:
             raise ConfigError(f"no training people found in {cfg.DATASET.TRAIN_ANN or cfg.DATASET.ROOT}")
         ds = TopDownDataset(records, built.codec, built.skeleton, augment=augment_config(cfg), train=True,
-                            seed=cfg.TRAIN.SEED, joint_weights=cfg.LOSS.USE_DIFFERENT_JOINTS_WEIGHT)
+                            seed=cfg.TRAIN.SEED, joint_weights=cfg.LOSS.USE_DIFFERENT_JOINTS_WEIGHT,
+                            cache_size=cfg.DATASET.IMAGE_CACHE)
         units = _multi_unit(built.model)
         if units:
             kernels = list(cfg.LOSS.UNIT_KERNELS)

@@ -249,3 +249,22 @@ def test_channels_last_training_resumes_bit_exact(micro_cfg, tmp_path):
                        _weights(tmp_path / "split" / "final_state.pth"))
     plain = _weights(tmp_path / "full" / "final_state.pth")
     assert all(v.is_contiguous() for v in plain.values())  # weights files are plain NCHW tensors
+
+
+def test_image_cache_keeps_decoded_training_images_without_changing_samples(micro_cfg):
+    from posekit.engine.tasks import task_for
+
+    samples = {}
+    for size in (0, 1000):
+        cfg = micro_cfg(DATASET={"IMAGE_CACHE": size})
+        task = task_for(cfg)
+        ds = task.train_dataset(cfg, task.build(cfg))
+        ds.set_epoch(1)
+        samples[size] = [ds[i][:3] for i in (*range(len(ds)), *range(len(ds)))]  # every image read twice
+        assert ds.reader.cache_size == size
+        if size:
+            assert ds.reader.hits >= len(ds)  # the second pass is served from memory
+        else:
+            assert ds.reader.hits == 0
+    for a, b in zip(samples[0], samples[1000]):
+        assert all(torch.equal(x, y) for x, y in zip(a, b))

@@ -195,7 +195,7 @@ def test_clear_errors(pairs, tmp_path):
 
 
 def test_results_files_read_like_in_memory_lists(pairs, tmp_path):
-    """A results file gives the in-memory list's stats; a NaN literal (orjson refuses it) is named, not a parse error."""
+    """A results file gives the in-memory list's stats; a NaN literal (orjson refuses it) is named, not unparsed."""
     gt, res = pairs["xtcoco"]
     preds = json.loads(res.read_text())
     before = copy.deepcopy(preds)
