@@ -14,9 +14,12 @@ affine -> image px -> official rescoring (box score x mean keypoint score above 
 path is `posekit.runtime` (also used by `posekit.engine.predict`). Bottom-up tasks register a path that ignores
 boxes (`needs_boxes=False`).
 
-Backends (`backend="auto" | "torch" | "folded" | "onnxruntime"`) are in `posekit.backends`; "auto" uses ONNX
-Runtime (exported once, cached next to the weights) when it is installed and the model exports, else BN-folded
-eager, else eager. Without a weights file "auto" does not export (nothing to key a cache on): it uses folded eager.
+Backends (`backend="auto" | "torch" | "folded" | "onnxruntime" | "onnxruntime-int8"`) are in `posekit.backends`;
+"auto" uses ONNX Runtime (exported once, cached next to the weights) when it is installed and the model exports,
+else BN-folded eager, else eager. Without a weights file "auto" does not export (nothing to key a cache on): it uses
+folded eager. "onnxruntime-int8" (opt-in, never chosen by "auto") is calibrated on `calibration=` (crops or image
+folders, see `PoseEstimator.calibrate`) or, by default, on the first network batch the estimator runs (the first
+person crops of the images being processed, with their mirrors); the quantised model is cached by calibration data.
 
 Deliberate differences from the official test: one network batch holds original and mirrored crops (same numbers
 up to float summation order); image reading goes through `posekit.data.images` (truncated / 0-byte files are
@@ -43,6 +46,8 @@ from posekit.errors import CheckpointError, ConfigError, DataError
 from posekit.runtime import IMAGENET_MEAN, IMAGENET_STD, crop_boxes, predict_crops
 from posekit.skeletons import Skeleton
 from posekit.vis import draw_pose
+
+INT8 = "onnxruntime-int8"  # posekit.backends.INT8 (kept here so importing this module does not import backends)
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "IMAGE_EXTS", "VIDEO_EXTS", "Pose", "PoseEstimator", "Result",
            "ResultsWriter", "collect_inputs", "draw_poses", "process_video", "read_detections", "register_task_path",
@@ -341,12 +346,16 @@ class PoseEstimator:
                  device: str | torch.device = "cpu", flip_test: bool = True, codec: Any = None, batch_size: int = 32,
                  padding: float = 1.25, model: torch.nn.Module | None = None, backend: str = "auto",
                  spec: Any = None, cache_dir: str | Path | None = None, images_per_batch: int = 8,
-                 camera: tuple[Sequence[float], Sequence[float]] | None = None) -> None:
+                 camera: tuple[Sequence[float], Sequence[float]] | None = None, calibration: Any = None,
+                 calibration_size: int = 64) -> None:
         """Resolve the model spec (weights file > zoo name / spec), build and load the network, pick the backend.
 
         `model` replaces the built network (tests, custom networks); `codec` (a name or an object) replaces the
         spec's codec; `batch_size` person crops go through the network at once (twice that with flip_test);
         `camera` = ((fx, fy), (cx, cy)) in px for 3-D models (default: the synthetic focal length, image centre).
+        `calibration` (backend "onnxruntime-int8" only): what `calibrate` takes (uint8 crops, normalised crops,
+        image paths / folders); None calibrates on the first network batch this estimator runs, its first
+        `calibration_size` network inputs (crops and their mirrors).
         """
         from posekit import codecs
         from posekit.backends import create
@@ -391,12 +400,18 @@ class PoseEstimator:
             if backend not in ("auto", "torch"):
                 raise ConfigError(f"backend {backend!r}: the {self.task} path runs on the torch backend only")
             backend = "torch"
+        if calibration is not None and backend != INT8:
+            raise ConfigError(f"calibration data is for the {INT8!r} backend, not {backend!r}")
         self.backend = create(backend, self.model, self.input_size, name=self.name, weights=self.weights,
-                              device=self.device, cache_dir=cache_dir, export=self.weights is not None)
+                              device=self.device, cache_dir=cache_dir, export=self.weights is not None,
+                              calibration_size=calibration_size)
         self.flip_test = flip_test
         self.batch_size = int(batch_size)
         self.images_per_batch = max(int(images_per_batch), 1)
         self.padding = float(padding)
+        self.calibration_size = max(int(calibration_size), 1)
+        if calibration is not None:
+            self.calibrate(calibration)
 
     # --- steps -------------------------------------------------------------------------------------------------
     def crop(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -424,6 +439,54 @@ class PoseEstimator:
         """Keypoints [M,K,2] in crop input px and scores [M,K] of uint8 crops [M,h,w,3], in batches."""
         return predict_crops(self.backend, crops, self.codec, self.flip_index, self.batch_size, self.color_rgb,
                              self.device)
+
+    def network_inputs(self, crops: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """What the backend runs for crops (uint8 RGB [M,h,w,3] or normalised RGB [M,3,h,w]): normalised, in the
+        network's colour order, with the mirrored crops appended when flip testing."""
+        from posekit.runtime import rgb_to_official_bgr, to_input
+
+        x = crops.float().cpu() if isinstance(crops, torch.Tensor) else (
+            to_input(crops) if np.asarray(crops).dtype == np.uint8 else torch.from_numpy(np.asarray(crops,
+                                                                                                   np.float32)))
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise DataError(f"crops: expected uint8 [M,h,w,3] or normalised float [M,3,h,w], got {tuple(x.shape)}")
+        x = x if self.color_rgb else rgb_to_official_bgr(x)
+        return torch.cat([x, torch.flip(x, dims=(3,))]) if self.flip_test else x
+
+    def calibration_crops(self, inputs: str | Path | Iterable[str | Path], boxes: BoxesArg = None,
+                          limit: int | None = None) -> np.ndarray:
+        """uint8 person crops [M,h,w,3] of images / folders (videos are skipped), `boxes` as in `images()` (None:
+        each whole image is one crop), at most `limit` (default: calibration_size, halved when flip testing)."""
+        from posekit.data.images import read_image
+
+        limit = limit or max(self.calibration_size // (2 if self.flip_test else 1), 1)
+        items = inputs if isinstance(inputs, Iterable) and not isinstance(inputs, (str, Path)) else [inputs]
+        out: list[np.ndarray] = []
+        for path in collect_inputs(list(items)):
+            if path.suffix.lower() in VIDEO_EXTS:
+                continue
+            image = read_image(path)
+            found = _boxes_for(boxes, path, image, None)
+            b, _ = _split_boxes(*(found if isinstance(found, tuple) else (found, None)), image, str(path))
+            out.append(self.crop(image, b)[0])
+            if sum(len(c) for c in out) >= limit:
+                break
+        if not out or not sum(len(c) for c in out):
+            raise DataError(f"calibration: no person crops found in {', '.join(str(i) for i in items)}")
+        return np.concatenate(out)[:limit]
+
+    def calibrate(self, data: Any, boxes: BoxesArg = None) -> None:
+        """Calibrate (quantise, or take from the cache) the int8 backend on `data`: uint8 RGB crops [M,h,w,3],
+        normalised RGB crops [M,3,h,w] (tensor or array), or image paths / folders (`calibration_crops`)."""
+        from posekit.backends import calibration_batches
+
+        if self.backend.name != INT8:
+            raise ConfigError(f"calibrate: the backend is {self.backend.name!r}, not {INT8!r}")
+        if isinstance(data, (str, Path)) or (isinstance(data, (list, tuple)) and data
+                                             and isinstance(data[0], (str, Path))):
+            data = self.calibration_crops(data, boxes)
+        x = self.network_inputs(data)
+        self.backend.calibrate(calibration_batches(x, self.input_size, batch=self.batch_size))
 
     # --- public API ----------------------------------------------------------------------------------------------
     def __call__(self, image_rgb: np.ndarray, boxes: np.ndarray | Sequence | None = None,

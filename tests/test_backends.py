@@ -203,3 +203,152 @@ def test_state_hash_follows_every_tensor() -> None:
         next(iter(a.buffers())).add_(1e-3)
     assert backends.state_hash(a) != h0
     assert os.path.basename(str(backends.user_cache_dir())) == "onnx"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# onnxruntime-int8
+#
+# Truth: the fp32 ONNX session of the same export (itself equal to eager, above). int8 changes the numbers by
+# design, so the checks are (a) heatmap correlation per crop and joint (measured on these seeded crops: mean 0.9964,
+# min 0.9929 for hrnet_w16_tiny; the test allows mean >= 0.99, min >= 0.98), and (b) decoded keypoints where the
+# fp32 heatmap decides them: when the fp32 peak exceeds every value outside its 3x3 neighbourhood by more than twice
+# the largest int8 error on that heatmap, the int8 argmax must lie in that neighbourhood (<= sqrt(2) heatmap px
+# away), and the msra quarter-pixel refinement adds <= 0.25 sqrt(2) on each side: <= 1.5 sqrt(2) heatmap px in all
+# (8.5 input px at stride 4; 12.5 % of these joints are decided that strictly). Random weights give flat heatmaps
+# with near-ties (10-12 % of joints jump by up to 150 px), so over all joints only the median move (0 measured) and
+# the share within 1.5 heatmap px (measured 88 %, allowed >= 75 %) are checked; trained weights (the demo model)
+# move keypoints by 0.17 image px on average (see posekit.backends).
+
+
+def _decided(heat: np.ndarray, err: np.ndarray) -> np.ndarray:
+    """[N,K] mask: fp32 peak above everything outside its 3x3 neighbourhood by more than 2 x err[N,K]."""
+    n, k, h, w = heat.shape
+    flat = heat.reshape(n, k, -1)
+    peak = flat.argmax(-1)
+    py, px = np.divmod(peak, w)
+    yy, xx = np.mgrid[0:h, 0:w]
+    far = (np.abs(yy[None, None] - py[..., None, None]) > 1) | (np.abs(xx[None, None] - px[..., None, None]) > 1)
+    outside = np.where(far, heat, -np.inf).reshape(n, k, -1).max(-1)
+    return flat.max(-1) - outside > 2 * err
+
+
+def test_int8_keypoints_close_to_fp32(weights_dir: Path) -> None:
+    name = "hrnet_w16_tiny_128x96"
+    path = weights_dir / f"{name}-int8.pth"
+    save_random_weights(name, path)
+    crops = crops_for(name, 8)
+    fp = PoseEstimator(name, weights=path, backend="onnxruntime", batch_size=8)
+    q = PoseEstimator(name, weights=path, backend=backends.INT8, batch_size=8,
+                      calibration=crops_for(name, 16, seed=7))  # calibrated on other crops than those compared
+    assert q.backend.name == backends.INT8 and q.backend.path.name.endswith(".onnx")
+    x = fp.network_inputs(crops)
+    hf, hq = fp.backend(x).numpy(), q.backend(x).numpy()
+    n, k = hf.shape[:2]
+    f, g = hf.reshape(n, k, -1), hq.reshape(n, k, -1)
+    fc, gc = f - f.mean(-1, keepdims=True), g - g.mean(-1, keepdims=True)
+    corr = (fc * gc).sum(-1) / np.sqrt((fc**2).sum(-1) * (gc**2).sum(-1))
+    assert corr.mean() >= 0.99 and corr.min() >= 0.98, (corr.mean(), corr.min())
+    assert np.abs(hf - hq).max() > 1e-4  # it is really another (quantised) computation
+    # flip test off: the network outputs above decode to these keypoints directly
+    fp.flip_test = q.flip_test = False
+    kf, _ = fp.predict_crops(crops)
+    kq, _ = q.predict_crops(crops)
+    stride = fp.input_size[0] / fp.heatmap_size[0]
+    hf1, hq1 = fp.backend(fp.network_inputs(crops)).numpy(), q.backend(q.network_inputs(crops)).numpy()
+    decided = _decided(hf1, np.abs(hf1 - hq1).reshape(len(crops), k, -1).max(-1))
+    assert decided.mean() >= 0.1, decided.mean()  # enough joints are compared (measured 12.5 %: flat heatmaps)
+    moved = np.linalg.norm(kf - kq, axis=-1)
+    assert moved[decided].max() <= 1.5 * np.sqrt(2) * stride, moved[decided].max()
+    # all joints: most argmaxes stay (measured: median move 0, 88 % within 1.5 heatmap px on 16 crops)
+    assert np.median(moved) <= 0.5 * stride and (moved <= 1.5 * stride).mean() >= 0.75, moved
+
+
+def test_int8_cache_reused_and_invalidated(tmp_path: Path, monkeypatch) -> None:
+    calls = []
+    original = backends._quantize
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(backends, "_quantize", counting)
+    model = Tiny().eval()
+    weights = tmp_path / "w.pth"
+    torch.save(model.state_dict(), weights)
+    gen = torch.Generator().manual_seed(0)
+    calib = torch.randn(6, 3, 24, 16, generator=gen)
+    b = backends.create(backends.INT8, model, (16, 24), name="tiny", weights=weights, calibration=calib)
+    assert b.quantized and b.path.parent == tmp_path and len(calls) == 1  # next to the weights, like the fp32 file
+    assert b.path.name.startswith(b.fp32_path.stem + ".int8.")
+    x = torch.randn(3, 3, 24, 16, generator=gen)
+    ref = model(x).detach()
+    # int8 of a tiny net on other inputs than calibrated on: measured 10 % of the output's max |value|
+    assert float((b(x) - ref).abs().max()) <= 0.2 * float(ref.abs().max())
+    # another run, a fresh model with the same weights and calibration: re-used, nothing quantised
+    again = Tiny().eval()
+    again.load_state_dict(torch.load(weights, weights_only=True))
+    b2 = backends.create(backends.INT8, again, (16, 24), name="tiny", weights=weights, calibration=calib.clone())
+    assert not b2.quantized and not b2.exported and b2.path == b.path and len(calls) == 1
+    # no calibration data: the first batch run calibrates; the same data as before -> the same cached file
+    lazy = backends.create(backends.INT8, again, (16, 24), name="tiny", weights=weights)
+    assert lazy.path is None
+    np.testing.assert_array_equal(lazy(calib).numpy(), b2(calib).numpy())
+    assert lazy.path == b.path and not lazy.quantized and len(calls) == 1
+    # other calibration data: another file, quantised once; the first is kept
+    b3 = backends.create(backends.INT8, again, (16, 24), name="tiny", weights=weights, calibration=calib[:3])
+    assert b3.quantized and b3.path != b.path and b.path.exists() and len(calls) == 2
+    # other settings: another file
+    b4 = backends.create(backends.INT8, again, (16, 24), name="tiny", weights=weights, calibration=calib,
+                         int8_settings={"activations": "int8"})
+    assert b4.quantized and b4.path not in (b.path, b3.path) and len(calls) == 3
+    # changed weights: a new fp32 export and int8 file; the int8 files of the stale export are removed
+    with torch.no_grad():
+        again.net[0].weight.mul_(1.5)
+    torch.save(again.state_dict(), weights)
+    b5 = backends.create(backends.INT8, again, (16, 24), name="tiny", weights=weights, calibration=calib)
+    assert b5.quantized and b5.exported and len(calls) == 4
+    assert not b.path.exists() and not b3.path.exists() and not b4.path.exists() and b5.path.exists()
+    assert sorted(p.name for p in tmp_path.glob("*.onnx")) == sorted([b5.fp32_path.name, b5.path.name])
+
+
+def test_auto_never_picks_int8(tmp_path: Path) -> None:
+    model = Tiny().eval()
+    weights = tmp_path / "w.pth"
+    torch.save(model.state_dict(), weights)
+    q = backends.create(backends.INT8, model, (16, 24), name="tiny", weights=weights,
+                        calibration=torch.randn(4, 3, 24, 16))
+    assert q.path.exists()  # even with an int8 file cached next to the weights
+    auto = backends.create("auto", model, (16, 24), name="tiny", weights=weights)
+    assert auto.name == "onnxruntime" and auto.path == q.fp32_path
+    assert backends.INT8 in backends.KINDS
+
+
+def test_int8_calibration_api(weights_dir: Path) -> None:
+    name = "hrnet_w16_tiny_128x96"
+    path = weights_dir / f"{name}-calib.pth"
+    save_random_weights(name, path)
+    crops = crops_for(name, 4, seed=3)
+    # calibration given as uint8 crops == the lazy default (the first network batch: these crops and their mirrors)
+    given = PoseEstimator(name, weights=path, backend=backends.INT8, batch_size=4, calibration=crops)
+    lazy = PoseEstimator(name, weights=path, backend=backends.INT8, batch_size=4)
+    assert lazy.backend.path is None
+    kp_lazy, _ = lazy.predict_crops(crops)
+    assert lazy.backend.path == given.backend.path and not lazy.backend.quantized
+    np.testing.assert_array_equal(kp_lazy, given.predict_crops(crops)[0])
+    with pytest.raises(ConfigError, match="calibration"):
+        PoseEstimator(name, weights=path, backend="onnxruntime", calibration=crops)
+    with pytest.raises(ConfigError, match=r"calibration batch 0: expected normalised float crops \[N,3,128,96\]"):
+        backends.calibration_batches(torch.zeros(2, 3, 64, 48), (96, 128))
+    with pytest.raises(ConfigError, match="empty"):
+        backends.calibration_batches([], (96, 128))
+
+
+def test_int8_without_quantization_module_is_a_clear_error(monkeypatch) -> None:
+    import sys
+
+    from posekit.errors import PosekitError
+
+    monkeypatch.setitem(sys.modules, "onnxruntime.quantization", None)  # import fails as if not installed
+    assert not backends.quantization_available()
+    with pytest.raises(PosekitError, match=r"onnxruntime-int8.*onnxruntime\.quantization"):
+        backends.create(backends.INT8, Tiny().eval(), (16, 24), name="tiny", calibration=torch.randn(2, 3, 24, 16))

@@ -1,8 +1,11 @@
 """`posekit bench inference`: CPU images/s of zoo models per backend at batch 1 and 8, against a same-run GEMM rate.
 
 Backends are those of `posekit.backends` (the code PoseEstimator and `posekit infer` run): `torch` (eager),
-`folded` (BatchNorm folded into convs), `folded_cl` (folded, channels_last; bench only) and, with --onnx,
-`onnxruntime` (the cached export of the model's main output, the tuned SESSION_OPTIONS). Each row gives img/s, the
+`folded` (BatchNorm folded into convs), `folded_cl` (folded, channels_last; bench only), with --onnx
+`onnxruntime` (the cached export of the model's main output, the tuned SESSION_OPTIONS) and with --int8 (or
+`--backends ... onnxruntime-int8`) `onnxruntime-int8` (that export quantised, calibrated on the COCO person crops
+of ../shared/data and their mirrors, generated crops when absent; cached, so only the first run quantises).
+Each row gives img/s, the
 GFLOP/s achieved (2 x the model's MACs at the bench input size x img/s: nominal FLOPs, so a backend using Winograd
 or other fast convolutions can exceed the GEMM rate) and that as a fraction of the fp32 GEMM rate measured in the
 same run (numpy and torch 1536^2 matmuls on the same threads, before and after the models; the best is the
@@ -19,14 +22,15 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from posekit import models
-from posekit.backends import OnnxBackend, TorchBackend, create
-from posekit.errors import ConfigError
+from posekit import geometry, models
+from posekit.backends import INT8, OnnxBackend, TorchBackend, create
+from posekit.errors import ConfigError, PosekitError
 from posekit.models.fuse import fold_batchnorm
 from posekit.tables import format_table
 
@@ -54,8 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--onnx", action="store_true", help="also time onnxruntime (exported once, cached)")
     parser.add_argument("--ort-options", action="store_true",
                         help="with --onnx: also time other onnxruntime session options against the tuned ones")
+    parser.add_argument("--int8", action="store_true",
+                        help="also time onnxruntime-int8 (static QDQ quantisation of the export, calibrated on real "
+                             "COCO person crops from ../shared/data when present, else generated crops; cached)")
     parser.add_argument("--backends", nargs="+", default=None,
-                        help="only these rows (torch folded folded_cl onnxruntime ort_plain ...)")
+                        help="only these rows (torch folded folded_cl onnxruntime onnxruntime-int8 ort_plain ...; "
+                             "naming onnxruntime or onnxruntime-int8 implies --onnx / --int8)")
     parser.add_argument("--no-gemm", action="store_true", help="skip the GEMM reference measurement")
 
 
@@ -139,7 +147,7 @@ def _plain_session(path: Any) -> Any:
 
 def bench_model(name: str, batch_sizes: list[int], input_size: tuple[int, int], iters: int, warmup: int,
                 onnx: bool, threads: int, ort_options: bool = False, only: list[str] | None = None,
-                cache_dir: str | None = None) -> list[dict[str, Any]]:
+                cache_dir: str | None = None, int8: bool = False) -> list[dict[str, Any]]:
     """Rows (backend, batch, images/s, GFLOP/s, max |diff| / max |eager|) for one model."""
     from posekit.models.complexity import count_macs
 
@@ -171,6 +179,14 @@ def bench_model(name: str, batch_sizes: list[int], input_size: tuple[int, int], 
                         runners[variant] = OnnxBackend(path, False, intra_op_threads=threads, **opts)
         except ConfigError as e:
             notes["onnxruntime"] = str(e)
+    if int8:
+        try:
+            from posekit.bench.e2e import bench_weights
+
+            runners[INT8] = create(INT8, model, input_size, name=name, weights=bench_weights(name), cache_dir=cache_dir,
+                                   calibration=calibration_crops(input_size), intra_op_threads=threads)
+        except PosekitError as e:
+            notes[INT8] = str(e)
     if only:
         runners = {k: v for k, v in runners.items() if k in only or k == "torch"}
     rows = []
@@ -191,6 +207,29 @@ def bench_model(name: str, batch_sizes: list[int], input_size: tuple[int, int], 
         rows.append({"model": name, "variant": variant, "batch": None, "images_per_s": None, "images_per_cpu_s": None,
                      "ms_per_batch": None, "max_rel_diff": None, "note": msg})
     return rows
+
+
+def calibration_crops(input_size: tuple[int, int], count: int = 32) -> torch.Tensor:
+    """int8 calibration inputs: `count` person crops of the COCO samples in ../shared/data (generated blurred-noise
+    images with random boxes when absent) at `input_size`, normalised, with their mirrors appended (the flip test)."""
+    import tempfile
+
+    from posekit.bench.e2e import coco_inputs, generated_inputs
+    from posekit.data.images import read_image
+    from posekit.runtime import crop_boxes, to_input
+
+    w, h = input_size
+    with tempfile.TemporaryDirectory(prefix="posekit-calib-") as tmp:
+        found = coco_inputs(0.3) or generated_inputs(Path(tmp), 6)
+        crops = []
+        for path in found[0]:
+            boxes = found[1].get(path.name, np.zeros((0, 5)))
+            if len(boxes):
+                centers, sizes = zip(*(geometry.box_xywh_to_center_size(b[:4], aspect_ratio=w / h, padding=1.25)
+                                       for b in boxes))
+                crops.append(crop_boxes(read_image(path), np.array(centers), np.array(sizes), (w, h), "standard"))
+    x = to_input(np.concatenate(crops)[:count])
+    return torch.cat([x, torch.flip(x, dims=(3,))])
 
 
 def _bind(fn: Callable[[torch.Tensor], Any], x: torch.Tensor) -> Callable[[], Any]:
@@ -215,6 +254,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if any(b < 1 for b in args.batch_sizes):
         raise ConfigError(f"--batch-sizes must be >= 1, got {args.batch_sizes}")
     threads = args.threads or torch.get_num_threads()
+    only = args.backends or []
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -222,7 +262,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rows = []
         for name in names:
             rows += bench_model(name, list(args.batch_sizes), tuple(args.input_size), args.iters, args.warmup,
-                                args.onnx, threads, ort_options=args.ort_options, only=args.backends)
+                                args.onnx or "onnxruntime" in only, threads, ort_options=args.ort_options,
+                                only=args.backends, int8=args.int8 or INT8 in only)
         if gemm is not None:  # measured again after the models: the best of both (a shared machine's load varies)
             after = gemm_rate(threads)
             gemm = {k: max(gemm[k], after[k]) for k in gemm}

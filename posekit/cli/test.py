@@ -1,4 +1,4 @@
-"""`posekit test CONFIG --weights W [--boxes gt|dets.json] [--no-flip] [--out DIR]`: COCO AP / MPII PCKh."""
+"""`posekit test CONFIG --weights W [--boxes gt|dets.json] [--no-flip] [--backend B] [--out DIR]`: COCO AP / PCKh."""
 
 from __future__ import annotations
 
@@ -21,7 +21,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--boxes", help="'gt' or a COCO person detections JSON (default: from the config)")
     parser.add_argument("--no-flip", action="store_true", help="disable the flip test")
     parser.add_argument("--out", help="output folder for the results JSON (default: OUTPUT_DIR/<config name>)")
-    parser.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
+    parser.add_argument("--device", help="torch device (default: cuda when present and the backend is torch or "
+                                         "folded, else cpu)")
+    parser.add_argument("--backend", default="torch",
+                        choices=("torch", "folded", "onnxruntime", "onnxruntime-int8", "auto"),
+                        help="inference backend (default torch, the reference); ONNX files are cached next to the "
+                             "weights; onnxruntime-int8 is calibrated on training-split crops (never test images)")
+    parser.add_argument("--calibration-size", type=int, default=64,
+                        help="onnxruntime-int8: network inputs to calibrate on (training crops and their mirrors, "
+                             "default 64)")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -44,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
         progress = partial(tqdm, file=sys.stderr, dynamic_ncols=True, leave=False)
     metrics, results = evaluate(cfg, args.weights, boxes=args.boxes, flip=False if args.no_flip else None,
-                                device=args.device, progress=progress)
+                                device=args.device, progress=progress, backend=args.backend,
+                                calibration_size=args.calibration_size)
     name = f"keypoints_{cfg.DATASET.TEST_SET}_results.json"
     path = write_results(results, out / name)
     if args.json:
