@@ -94,6 +94,16 @@ def _dist_info() -> DistInfo:
                     device=torch.device(f"cuda:{local}" if cuda else "cpu"))
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16 in /proc/cpuinfo; False elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 class ResumableSampler(DistributedSampler):
     """DistributedSampler (seeded permutation per epoch, rank slice) that can skip the first `start` samples."""
 
@@ -365,6 +375,17 @@ def unwrap_worker_error(e: BaseException) -> str:
     return text
 
 
+def float32_outputs(outputs: Any) -> Any:
+    """The network's outputs (tensors, or lists / tuples / dicts of them) with low-precision tensors as float32."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs.float() if outputs.is_floating_point() else outputs
+    if isinstance(outputs, dict):
+        return {k: float32_outputs(v) for k, v in outputs.items()}
+    if isinstance(outputs, (list, tuple)):
+        return type(outputs)(float32_outputs(v) for v in outputs)
+    return outputs
+
+
 def train_one_epoch(model: nn.Module, criterion: Criterion, loader: Any, optimizer: torch.optim.Optimizer, *,
                     device: torch.device, epoch: int, start_step: int = 0, iteration: int = 0, scaler: Any = None,
                     clip_max_norm: float = 0.0, use_amp: bool = False, set_lr: Callable[[int], None] | None = None,
@@ -374,10 +395,10 @@ def train_one_epoch(model: nn.Module, criterion: Criterion, loader: Any, optimiz
                     channels_last: bool = False) -> tuple[str, int, int]:
     """Train over `loader` (Batches) from `start_step`; returns (stop reason or 'completed', last step + 1, iteration).
 
-    Each step: LR (set_lr), forward (autocast when use_amp), loss, non-finite check (TrainingError), backward,
-    clipping, optimizer step; then `after_step(step, iteration, loss, logs, batch, outputs)` says whether to stop.
-    Items skipped by SkipBadSamples are reported to `on_skip(step, [(index, message)])`; `channels_last` feeds NHWC
-    batches (with a channels_last model: ~1.3x faster CPU training with oneDNN).
+    Each step: LR (set_lr), forward (autocast when use_amp), loss (in float32), non-finite check (TrainingError),
+    backward, clipping, optimizer step; then `after_step(step, iteration, loss, logs, batch, outputs)` says whether to
+    stop. Items skipped by SkipBadSamples are reported to `on_skip(step, [(index, message)])`; `channels_last` feeds
+    NHWC batches (with a channels_last model: ~1.3x faster CPU training with oneDNN).
     """
     step = start_step - 1
     stop = "completed"
@@ -401,7 +422,7 @@ def train_one_epoch(model: nn.Module, criterion: Criterion, loader: Any, optimiz
             set_lr(iteration)
         with torch.autocast(device.type, enabled=use_amp):
             outputs = model(batch.inputs)
-            loss, logs = criterion(outputs, batch.targets)
+        loss, logs = criterion(float32_outputs(outputs) if use_amp else outputs, batch.targets)
         finite = all_finite(loss) if all_finite is not None else bool(torch.isfinite(loss.detach()).all())
         if not finite:
             raise TrainingError(f"non-finite loss ({float(loss.detach()):.4g}) at epoch {epoch} step {step} "
@@ -510,6 +531,9 @@ class Run:
         self.evals: list[dict[str, Any]] = []
         self.skipped: list[dict[str, Any]] = []
         self.steps_per_epoch = math.ceil(parts.sampler.num_samples / cfg.TRAIN.BATCH_SIZE_PER_GPU)
+        # autocast: float16 + GradScaler on CUDA (TRAIN.AMP), bfloat16 on a CPU with native bf16 (TRAIN.CPU_AMP)
+        self.amp = parts.scaler is not None or (cfg.TRAIN.CPU_AMP and info.device.type == "cpu"
+                                                and cpu_has_native_bf16())
 
     # -- files ----------------------------------------------------------------------------------------------
     def record(self, entry: dict[str, Any]) -> None:
@@ -633,7 +657,7 @@ class Run:
         try:
             reason, end_step, _ = train_one_epoch(
                 p.model, p.criterion, loader, p.optimizer, device=info.device, epoch=epoch, start_step=skip,
-                iteration=prog.iteration, scaler=p.scaler, clip_max_norm=t.CLIP_MAX_NORM, use_amp=p.scaler is not None,
+                iteration=prog.iteration, scaler=p.scaler, clip_max_norm=t.CLIP_MAX_NORM, use_amp=self.amp,
                 set_lr=self.set_lr, after_step=after_step, all_finite=lambda x: _all_finite(x, info), on_skip=self.skip,
                 channels_last=t.CHANNELS_LAST)
         except TrainingError as e:
@@ -704,7 +728,8 @@ class Run:
                 "history": self.history, "evals": self.evals, "skipped_samples": self.skipped,
                 "checkpoint": str(out / "checkpoint.pth"), "best_weights": file("model_best.pth"),
                 "final_weights": file("final_state.pth"), "last_weights": file("last_state.pth"),
-                "rank": self.info.rank, "world_size": self.info.world_size}
+                "rank": self.info.rank, "world_size": self.info.world_size,
+                "autocast": None if not self.amp else ("float16" if self.p.scaler is not None else "bfloat16")}
 
 
 def fit(cfg: Config, out_dir: str | os.PathLike, resume: bool = False, progress: Callable[..., Any] | None = None,

@@ -268,3 +268,28 @@ def test_image_cache_keeps_decoded_training_images_without_changing_samples(micr
             assert ds.reader.hits == 0
     for a, b in zip(samples[0], samples[1000]):
         assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_cpu_amp_trains_in_bfloat16_only_where_the_cpu_has_it(micro_cfg, tmp_path, monkeypatch):
+    plain = fit(micro_cfg(), tmp_path / "fp32")
+    assert plain["autocast"] is None
+    monkeypatch.setattr(train_mod, "cpu_has_native_bf16", lambda: False)
+    no_bf16 = fit(micro_cfg(TRAIN={"CPU_AMP": True}), tmp_path / "no_bf16")
+    assert no_bf16["autocast"] is None  # a CPU without native bf16 trains in float32: the same weights
+    _assert_same_state(_weights(tmp_path / "fp32" / "final_state.pth"),
+                       _weights(tmp_path / "no_bf16" / "final_state.pth"))
+    monkeypatch.setattr(train_mod, "cpu_has_native_bf16", lambda: True)
+    bf16 = fit(micro_cfg(TRAIN={"CPU_AMP": True}), tmp_path / "bf16")
+    assert bf16["autocast"] == "bfloat16" and bf16["stop_reason"] == "completed"
+    a, b = _weights(tmp_path / "fp32" / "final_state.pth"), _weights(tmp_path / "bf16" / "final_state.pth")
+    assert all(v.dtype == a[k].dtype for k, v in b.items())  # weights stay float32
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # the forward really ran in bfloat16
+    losses = [h["loss"] for h in bf16["history"]]
+    assert all(np.isfinite(losses))
+
+
+def test_float32_outputs_casts_nested_low_precision_tensors():
+    out = train_mod.float32_outputs({"a": [torch.ones(2, dtype=torch.bfloat16), torch.arange(3)],
+                                     "b": (torch.zeros(1, dtype=torch.float16),), "c": "name"})
+    assert out["a"][0].dtype == torch.float32 and out["a"][1].dtype == torch.int64
+    assert out["b"][0].dtype == torch.float32 and isinstance(out["b"], tuple) and out["c"] == "name"
