@@ -50,6 +50,15 @@ def test_train_then_test_then_eval(synth_config, tmp_path, capsys):
     val = [e["epoch_end"]["metrics"] for e in log if "epoch_end" in e][0]
     assert metrics == pytest.approx(val)
 
+    # the same weights through ONNX Runtime (exported once, cached next to them): the same keypoints and AP
+    assert main(["test", str(synth_config), "--weights", str(weights), "--out", str(out / "ort"), "--json",
+                 "--backend", "onnxruntime"]) == 0
+    ort_metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    ref, ort = (json.loads(p.read_text()) for p in (results, out / "ort" / "keypoints_val_results.json"))
+    assert [r["image_id"] for r in ref] == [r["image_id"] for r in ort]
+    assert max(abs(a - b) for r, o in zip(ref, ort) for a, b in zip(r["keypoints"], o["keypoints"])) <= 1e-3
+    assert ort_metrics == pytest.approx(metrics, abs=1e-3)
+
     cfg = yaml.safe_load(synth_config.read_text())
     assert main(["eval", "--gt", cfg["DATASET"]["TEST_ANN"], "--results", str(results), "--json"]) == 0
     scored = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
