@@ -39,7 +39,10 @@ COCO_SAMPLES = Path("data") / "coco" / "mmpose"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="hrnet_w32_256x192", help="zoo model (default hrnet_w32_256x192)")
-    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "folded", "onnxruntime"))
+    parser.add_argument("--backend", default="auto",
+                        choices=("auto", "torch", "folded", "onnxruntime", "onnxruntime-int8"),
+                        help="posekit side (default auto; onnxruntime-int8 calibrates on the first batch, in the "
+                             "untimed warm-up pass)")
     parser.add_argument("--box-threshold", type=float, default=0.3, help="detection score threshold (default 0.3)")
     parser.add_argument("--images", type=int, default=0,
                         help="use N generated images instead of the COCO samples (default: COCO when available)")
