@@ -108,6 +108,12 @@ class PRTRTask(TopDownTask):
     def build(self, cfg: Config) -> Built:
         return build_prtr(cfg)
 
+    def step_logs(self, built: Built, outputs: Any, targets: dict[str, torch.Tensor]) -> dict[str, float | None]:
+        return {}  # no heatmaps: the criterion logs class_error and the loss terms
+
+    def debug_images(self, cfg: Config, built: Built, folder: Any, prefix: str, batch: Any, outputs: Any) -> None:
+        return None  # the heatmap debug pictures do not apply to coordinate outputs
+
     def train_dataset(self, cfg: Config, built: Built) -> Any:
         from posekit.data import TopDownDataset
         from posekit.engine.predict import load_records

@@ -96,6 +96,13 @@ class Task:
         """
         raise NotImplementedError
 
+    def step_logs(self, built: Built, outputs: Any, targets: dict[str, torch.Tensor]) -> dict[str, float | None]:
+        """Extra training-step logs computed when a step is logged (e.g. the official heatmap accuracy 'acc')."""
+        return {}
+
+    def debug_images(self, cfg: Any, built: Built, folder: Any, prefix: str, batch: Batch, outputs: Any) -> None:
+        """DEBUG.DEBUG pictures of a training batch (default: none)."""
+
     def primary_metric(self, cfg: Any) -> str:
         """The metric name that selects model_best.pth (e.g. 'AP', 'PCKh', 'MPJPE')."""
         return "AP"

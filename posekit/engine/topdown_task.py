@@ -49,6 +49,16 @@ class UnitTargets(torch.utils.data.Dataset):
         return crop, target, weight, meta
 
 
+def heatmap_accuracy(output: torch.Tensor, target: torch.Tensor, num_joints: int) -> float | None:
+    """Official training accuracy (PCK of heatmap argmaxes) when the output holds one map per joint."""
+    if output.shape[1] != num_joints or target.shape != output.shape:
+        return None
+    from posekit.evaluation.pck import accuracy
+
+    _, avg, count, _ = accuracy(output.detach().float().cpu().numpy(), target.detach().float().cpu().numpy())
+    return float(avg) if count > 0 else None
+
+
 def heatmap_loss(criterion: nn.Module) -> Criterion:
     """criterion(output, target, weight) lifted to the engine contract, for one output, stacks or stages x units."""
 
@@ -145,6 +155,18 @@ class TopDownTask(Task):
         name = cfg.LOSS.NAME or loss_name_for(built.codec.name, cfg.LOSS.USE_OHKM)
         return heatmap_loss(build_loss(name, cfg.LOSS.USE_TARGET_WEIGHT, cfg.LOSS.TOPK,
                                        beta=float(getattr(built.codec, "beta", 1.0))))
+
+    def step_logs(self, built: Built, outputs: Any, targets: dict[str, torch.Tensor]) -> dict[str, float | None]:
+        from posekit.engine.predict import main_output
+
+        return {"acc": heatmap_accuracy(main_output(outputs), targets["target"], built.codec.num_keypoints)}
+
+    def debug_images(self, cfg: Config, built: Built, folder: Any, prefix: str, batch: Batch, outputs: Any) -> None:
+        from posekit.engine.debug import save_debug_images
+        from posekit.engine.predict import main_output
+
+        save_debug_images(cfg, folder, prefix, batch.inputs, batch.targets["target"], main_output(outputs),
+                          batch.meta, built.codec, built.skeleton)
 
     def evaluate(self, cfg: Config, model: nn.Module, built: Built, device: torch.device, split: str = "test",
                  boxes: str | None = None, flip: bool | None = None, progress: Any = None

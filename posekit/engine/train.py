@@ -40,7 +40,6 @@ from torch.utils.data.distributed import DistributedSampler
 from posekit.config import Config, config_from_yaml, config_to_dict, config_to_yaml
 from posekit.engine import checkpoint as ckpt
 from posekit.engine.build import build_optimizer, build_scheduler, cosine_factor, init_weights, model_spec
-from posekit.engine.predict import main_output
 from posekit.engine.tasks import Batch, Built, Criterion, Task, task_for
 from posekit.errors import CheckpointError, ConfigError, DataError, TrainingError
 from posekit.modelspec import weights_file
@@ -152,16 +151,6 @@ def set_bn_eval(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()
-
-
-def heatmap_accuracy(output: torch.Tensor, target: torch.Tensor, num_joints: int) -> float | None:
-    """Official training accuracy (PCK of heatmap argmaxes) when the output holds one map per joint."""
-    if output.shape[1] != num_joints or target.shape != output.shape:
-        return None
-    from posekit.evaluation.pck import accuracy
-
-    _, avg, count, _ = accuracy(output.detach().float().cpu().numpy(), target.detach().float().cpu().numpy())
-    return float(avg) if count > 0 else None
 
 
 def optimizer_step(loss: torch.Tensor, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: Any,
@@ -633,9 +622,8 @@ class Run:
             prog.iteration, prog.epoch_iteration = iteration, step + 1
             reason = _stop_reason(cfg, iteration, self.clock.seconds(), flag.stop, info)
             log_now = iteration == 1 or iteration % max(1, cfg.PRINT_FREQ) == 0 or reason != "completed"
-            if p.task.name == "topdown" and (log_now or bar is not None):
-                logs = {**logs, "acc": heatmap_accuracy(main_output(outputs), batch.targets["target"],
-                                                        p.built.codec.num_keypoints)}
+            if log_now or bar is not None:
+                logs = {**logs, **p.task.step_logs(p.built, outputs, batch.targets)}
             stats.add(float(loss.detach()), logs.get("acc"), len(batch.inputs))
             if log_now:
                 self._log_step(epoch, step, iteration, loss, logs, batch, outputs)
@@ -685,12 +673,9 @@ class Run:
         self.record(entry)
         _add_scalars(self.writer, "train", {k: v for k, v in entry.items()
                                             if k not in ("iteration", "epoch", "step", "world_size")}, iteration)
-        if self.cfg.DEBUG.DEBUG and self.info.main and self.p.task.name == "topdown":
-            from posekit.engine.debug import save_debug_images
-
-            save_debug_images(self.cfg, self.out / "debug", f"train_e{epoch}_i{iteration}", batch.inputs,
-                              batch.targets["target"], main_output(outputs), batch.meta, self.p.built.codec,
-                              self.p.built.skeleton)
+        if self.cfg.DEBUG.DEBUG and self.info.main:
+            self.p.task.debug_images(self.cfg, self.p.built, self.out / "debug", f"train_e{epoch}_i{iteration}",
+                                     batch, outputs)
 
     def _end_epoch(self, stats: EpochStats) -> None:
         t, prog = self.cfg.TRAIN, self.prog

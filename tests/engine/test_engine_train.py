@@ -131,6 +131,8 @@ def test_validation_tracks_best_metric_and_writes_files(micro_cfg, tmp_path):
         assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
     pngs = sorted(p.name for p in (tmp_path / "run" / "debug").glob("*.png"))
     assert any(n.endswith("_gt.png") for n in pngs) and any(n.endswith("_hm_pred.png") for n in pngs)
+    steps = [e for e in map(json.loads, (tmp_path / "run" / "log.jsonl").read_text().splitlines()) if "loss" in e]
+    assert steps and all(0.0 <= e["acc"] <= 1.0 for e in steps)  # the task's official heatmap accuracy
     # resuming a finished run is a no-op that keeps the best metric
     again = fit(micro_cfg(TRAIN={"END_EPOCH": 1, "VAL_EVERY": 1}), tmp_path / "run", resume=True)
     assert again["iteration"] == res["iteration"] and again["best_metric"] == res["best_metric"]
