@@ -43,6 +43,8 @@ import torch
 
 from posekit import geometry, skeletons
 from posekit.errors import CheckpointError, ConfigError, DataError
+from posekit.evaluation.results import IN_VIS_THRE
+from posekit.evaluation.results import rescore as official_rescore
 from posekit.runtime import IMAGENET_MEAN, IMAGENET_STD, crop_boxes, predict_crops
 from posekit.skeletons import Skeleton
 from posekit.vis import draw_pose
@@ -54,7 +56,7 @@ __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "IMAGE_EXTS", "VIDEO_EXTS", "Pose", 
            "rescore", "resolve_spec", "zoo_spec"]
 
 # Official rescoring: a person's score = box score x mean of its keypoint scores above this (HRNet in_vis_thre).
-RESCORE_THRESHOLD = 0.2
+RESCORE_THRESHOLD = IN_VIS_THRE
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
@@ -111,10 +113,11 @@ class Result:
 
 
 def rescore(keypoint_scores: np.ndarray, box_score: float, threshold: float = RESCORE_THRESHOLD) -> float:
-    """Official rescoring: box score x mean of the keypoint scores above `threshold` (0 when none is)."""
-    s = np.asarray(keypoint_scores, dtype=np.float64)
-    above = s[s > threshold]
-    return float(box_score * above.mean()) if above.size else 0.0
+    """Official rescoring of one person: box score x mean of the keypoint scores above `threshold` (0 when none is)."""
+    s = np.asarray(keypoint_scores)
+    kpts = np.zeros((1, s.shape[-1], 3), dtype=s.dtype if np.issubdtype(s.dtype, np.floating) else np.float64)
+    kpts[0, :, 2] = s
+    return float(official_rescore(kpts, np.asarray([box_score]), threshold)[0])
 
 
 def _as_rgb(image: np.ndarray, what: str = "image") -> np.ndarray:
@@ -284,9 +287,10 @@ def _topdown(est: PoseEstimator, images: Sequence[np.ndarray], boxes: Sequence |
                                       kind=est.codec.affine)
     box_arr, box_scores = np.concatenate(all_b), np.concatenate(all_bs)
     keypoints = np.concatenate([img_kp, sc[..., None]], axis=2).astype(np.float32)
+    scores = official_rescore(keypoints, box_scores, RESCORE_THRESHOLD)
     for j, i in enumerate(owner):
-        results[i].append(Pose(keypoints=keypoints[j], box=box_arr[j].astype(np.float32),
-                               score=rescore(sc[j], float(box_scores[j])), box_score=float(box_scores[j])))
+        results[i].append(Pose(keypoints=keypoints[j], box=box_arr[j].astype(np.float32), score=float(scores[j]),
+                               box_score=float(box_scores[j])))
     return results
 
 
