@@ -126,8 +126,24 @@ def _as_people(keypoints: np.ndarray, visible: np.ndarray | None, k: int | None 
     return kp
 
 
-def generate_heatmaps(keypoints: np.ndarray, size: Sequence[int], sigma: float) -> np.ndarray:
-    """Official multi-person heatmaps [K, h, w] float32 from people [P, K, 3] in map px; size = (w, h)."""
+def subpixel_patch(sigma: float, fx: float, fy: float) -> np.ndarray:
+    """The official patch's window with the Gaussian centred on the true point: pixel (c, r) of the window holds
+    exp(-d^2 / (2 sigma^2)) of its centre (c + 0.5, r + 0.5) from (3*sigma+1 + fx, 3*sigma+1 + fy), fx, fy in
+    [0, 1) the fractional map coordinates."""
+    size = 6 * sigma + 3
+    x = np.arange(0, size, 1, float) + 0.5
+    c = 3 * sigma + 1
+    return np.exp(-((x[None, :] - c - fx) ** 2 + (x[:, None] - c - fy) ** 2) / (2 * sigma ** 2))
+
+
+def generate_heatmaps(keypoints: np.ndarray, size: Sequence[int], sigma: float, subpixel: bool = False
+                      ) -> np.ndarray:
+    """Official multi-person heatmaps [K, h, w] float32 from people [P, K, 3] in map px; size = (w, h).
+
+    subpixel=False: the official patch peaks at (int(x), int(y)). True (posekit): same window and rules, but the
+    Gaussian is centred on the true point (pixel c covers [c, c+1)), so the decoder's +0.5 / +-0.25 peak
+    adjustment can recover where the point lies inside its pixel.
+    """
     w, h = int(size[0]), int(size[1])
     kp = np.asarray(keypoints, dtype=np.float64)
     k = kp.shape[1]
@@ -140,6 +156,8 @@ def generate_heatmaps(keypoints: np.ndarray, size: Sequence[int], sigma: float) 
             x, y = int(px), int(py)
             if x < 0 or y < 0 or x >= w or y >= h:
                 continue
+            if subpixel:
+                g = subpixel_patch(sigma, px - x, py - y)
             x0, y0 = int(x - 3 * sigma - 1), int(y - 3 * sigma - 1)
             x1, y1 = int(x + 3 * sigma + 2), int(y + 3 * sigma + 2)
             gx0, gx1 = max(0, -x0), min(x1, w) - x0
@@ -448,6 +466,9 @@ class AssociativeEmbeddingCodec(Codec):
     posekit.bottomup.estimate_bottomup. `normalize` names the input the network expects:
     "unit" = RGB / 255 (official pose-ae-train checkpoints), "imagenet" = ImageNet mean/std. `shift_heatmap` is
     accepted for the engine's TEST.SHIFT_HEATMAP and ignored (the AE flip test has no one-pixel shift).
+    `subpixel` (posekit, default off = official): training heatmaps centred on the true point instead of its
+    pixel (`generate_heatmaps`); at small map sizes the official truncation alone caps AP (see
+    configs/synth/ae_small.yaml).
     """
 
     name = "ae"
@@ -470,6 +491,7 @@ class AssociativeEmbeddingCodec(Codec):
         normalize: str = "unit",
         test_scales: Sequence[float] = (1.0,),
         shift_heatmap: bool = False,
+        subpixel: bool = False,
     ) -> None:
         w = int(heatmap_size[0])
         super().__init__(input_size, heatmap_size, num_keypoints, sigma if sigma else w / 64)
@@ -491,6 +513,7 @@ class AssociativeEmbeddingCodec(Codec):
         self.official_refine_clamp = bool(official_refine_clamp)
         self.normalize = normalize
         self.test_scales = tuple(float(s) for s in test_scales)
+        self.subpixel = bool(subpixel)
 
     @property
     def out_channels(self) -> int:
@@ -509,7 +532,7 @@ class AssociativeEmbeddingCodec(Codec):
     def encode_maps(self, keypoints: np.ndarray, visible: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """People in heatmap px -> {"heatmaps", "refs"} (the official GenerateHeatmap and KeypointsRef)."""
         kp = _as_people(keypoints, visible, self.num_keypoints)
-        return {"heatmaps": generate_heatmaps(kp, self.heatmap_size, self.sigma),
+        return {"heatmaps": generate_heatmaps(kp, self.heatmap_size, self.sigma, self.subpixel),
                 "refs": keypoint_refs(kp, self.heatmap_size, self.max_people)}
 
     def _people_input(self, keypoints: np.ndarray, visible: np.ndarray | None) -> np.ndarray:
@@ -585,20 +608,22 @@ class AssociativeEmbeddingCodec(Codec):
     def perfect_outputs(self, keypoints: np.ndarray) -> np.ndarray:
         """Ideal output [K*(1+D), h, w] for people [P,K,3] (or one person [K,2|3]) in input px: the target heatmaps
         and tags 2*(i+1) on person i's blobs."""
-        return perfect_maps(self._people_input(keypoints, None), self.heatmap_size, self.sigma, self.tag_dim)
+        return perfect_maps(self._people_input(keypoints, None), self.heatmap_size, self.sigma, self.tag_dim,
+                            subpixel=self.subpixel)
 
 
 def perfect_maps(keypoints: np.ndarray, size: Sequence[int], sigma: float, tag_dim: int = 1,
-                 spacing: float = 2.0) -> np.ndarray:
+                 spacing: float = 2.0, subpixel: bool = False) -> np.ndarray:
     """Ideal AE output [K*(1+D), h, w] for people [P,K,3] in map px: the target heatmaps, and on each pixel the tag
-    (person index + 1) * spacing of the person whose blob is strongest there (background -spacing)."""
+    (person index + 1) * spacing of the person whose blob is strongest there (background -spacing); `subpixel` as
+    `generate_heatmaps`."""
     kp = np.asarray(keypoints, dtype=np.float64)
     w, h = int(size[0]), int(size[1])
     k = kp.shape[1]
     det = np.zeros((k, h, w), dtype=np.float32)
     tag = np.full((k, h, w), -spacing, dtype=np.float32)
     for i, person in enumerate(kp):
-        one = generate_heatmaps(person[None], size, sigma)
+        one = generate_heatmaps(person[None], size, sigma, subpixel)
         better = one > det
         det = np.maximum(det, one)
         tag[better] = (i + 1) * spacing

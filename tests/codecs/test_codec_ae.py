@@ -242,3 +242,28 @@ def test_grouping_perfect_maps_of_coco_people_gives_ap_1(data_dir, ann):
                             "score": float(p[:, 2].mean())})
     stats = coco_keypoints(path, results)
     assert stats["AP"] == pytest.approx(1.0) and stats["AR"] == pytest.approx(1.0)
+
+
+def test_subpixel_targets_centre_the_gaussian_on_the_true_point():
+    """subpixel=True: same window and rules as the official patch, values of the Gaussian at the pixel centres."""
+    sigma, w, h = 1.0, 16, 12
+    kp = np.array([[[5.3, 7.8, 1], [0.2, 11.9, 1], [16.5, 3.0, 1]] + [[0, 0, 0]] * 14], dtype=np.float64)
+    maps = ae.generate_heatmaps(kp, (w, h), sigma, subpixel=True)
+    official = ae.generate_heatmaps(kp, (w, h), sigma)
+    for j, (x, y, _) in enumerate(kp[0, :2]):
+        c, r = int(x), int(y)
+        rows, cols = np.nonzero(official[j])  # the official window (clipped to the map)
+        assert rows.min() == max(0, r - 4) and cols.min() == max(0, c - 4)
+        ys, xs = np.mgrid[0:h, 0:w]
+        expect = np.exp(-((xs + 0.5 - x) ** 2 + (ys + 0.5 - y) ** 2) / (2 * sigma ** 2))
+        inside = np.zeros((h, w), bool)
+        inside[max(0, r - 4):r + 5, max(0, c - 4):c + 5] = True
+        np.testing.assert_allclose(maps[j][inside], expect[inside], rtol=1e-6)
+        assert not maps[j][~inside].any()
+    assert not maps[2].any() and not official[2].any()  # x = 16.5 is outside a 16-px map either way
+    # decoding (+0.5, then +-0.25 towards the larger neighbour) lands within 0.25 px of the true point
+    codec = ae.AssociativeEmbeddingCodec((64, 48), (w, h), sigma=sigma, subpixel=True)
+    assert np.array_equal(codec.encode_maps(kp)["heatmaps"], maps)
+    det = maps[:1]
+    people = ae.parse(det, np.zeros((1, h, w, 1), np.float32), ae.ParserParams(joint_order=(0,)))
+    assert np.abs(people[0, 0, :2] - kp[0, 0, :2]).max() <= 0.25
