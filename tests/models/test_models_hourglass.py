@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import posekit.models
 from posekit.errors import ConfigError
@@ -129,3 +130,35 @@ def test_hourglass_zoo_entries():
         assert model.num_stacks == stacks and model.score[-1].out_channels == 18
         with torch.no_grad():
             assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 18, 16, 16)  # stride 4
+
+
+def test_coord_channels_give_pixel_centre_coordinates_as_two_extra_input_channels():
+    from posekit.models.hourglass import coord_maps
+
+    c = coord_maps(torch.zeros(2, 3, 4, 8))
+    assert c.shape == (2, 2, 4, 8)
+    np.testing.assert_allclose(c[0, 0, 0].numpy(), (np.arange(8) + 0.5) / 4 - 1, atol=1e-7)  # x, left to right
+    np.testing.assert_allclose(c[1, 1, :, 0].numpy(), (np.arange(4) + 0.5) / 2 - 1, atol=1e-7)  # y, top to bottom
+    kw = dict(nstack=1, inp_dim=16, oup_dim=4, bn=False, increase=8, inner_increase=8, stem_dims=(8, 16))
+    torch.manual_seed(0)
+    net = AEPoseNet(**kw, input_layout="NCHW", coord_channels=True).eval()
+    plain = AEPoseNet(**kw, input_layout="NCHW").eval()
+    assert net.pre[0].conv.in_channels == 5 and plain.pre[0].conv.in_channels == 3
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    # the first conv's kernels over the two extra channels, done by hand: x, y of each pixel centre in (-1, 1)
+    conv = net.pre[0].conv
+    ys, xs = torch.meshgrid((torch.arange(64) + 0.5) / 32 - 1, (torch.arange(64) + 0.5) / 32 - 1, indexing="ij")
+    by_hand = F.conv2d(torch.cat([x, xs[None, None], ys[None, None]], 1), conv.weight, conv.bias, 2, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(conv(torch.cat([x, coord_maps(x)], 1)), by_hand)
+        # zero kernels over the coordinates: exactly the plain network with the same other weights
+        state = net.state_dict()
+        plain.load_state_dict({**state, "pre.0.conv.weight": state["pre.0.conv.weight"][:, :3]})
+        out = net(x)
+        assert float((out - plain(x)).abs().max()) > 1e-4
+        net.pre[0].conv.weight[:, 3:] = 0
+        torch.testing.assert_close(net(x), plain(x))
+        # NHWC input (official layout) sees the same coordinates
+        nhwc = AEPoseNet(**kw, input_layout="NHWC", coord_channels=True).eval()
+        nhwc.load_state_dict(net.state_dict())
+        torch.testing.assert_close(nhwc(x.permute(0, 2, 3, 1)), net(x))
