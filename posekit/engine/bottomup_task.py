@@ -4,7 +4,8 @@ A config selects it through a zoo entry registered with task="bottomup" (`MODEL.
 CPU-sized `ae_hourglass_small_128`). Data: any COCO-format keypoint file (DATASET.TRAIN_ANN / TEST_ANN and
 *_IMAGES, or the official layout under DATASET.ROOT); augmentation from DATASET.SCALE_FACTOR (side x U(1-sf,
 1+sf), official 0.25), DATASET.ROT_FACTOR (U(-r, r) degrees, official 30), DATASET.FLIP, official colour jitter.
-Loss: `posekit.losses.AELoss` (1e-3 push + 1e-3 pull + detection, every stack). The network input follows the
+Loss: `posekit.losses.AELoss` (LOSS.AE_PUSH_WEIGHT x push + LOSS.AE_PULL_WEIGHT x pull + LOSS.AE_DETECTION_WEIGHT x
+detection on every stack; official 1e-3 / 1e-3 / 1). The network input follows the
 codec's `normalize` ("unit": RGB / 255 as the official checkpoints; "imagenet").
 
 evaluate: every image of the test split through `posekit.bottomup.estimate_bottomup` (the codec's test scales,
@@ -115,7 +116,9 @@ class BottomUpTask(Task):
     def criterion(self, cfg: Config, built: Built) -> Criterion:
         from posekit.losses import AELoss
 
-        return AELoss(built.codec.num_keypoints, built.codec.tag_dim)
+        w = cfg.LOSS
+        return AELoss(built.codec.num_keypoints, built.codec.tag_dim, push_weight=w.AE_PUSH_WEIGHT,
+                      pull_weight=w.AE_PULL_WEIGHT, detection_weight=w.AE_DETECTION_WEIGHT)
 
     def evaluate(self, cfg: Config, model: nn.Module, built: Built, device: torch.device, split: str = "test",
                  flip: bool | None = None, scales: Sequence[float] | None = None, progress: Any = None,

@@ -148,3 +148,25 @@ def test_cli_train_then_test_without_boxes(synth_data, tmp_path, capsys):
                  "--no-progress"]) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(metrics) >= {"AP", "AR"} and 0.0 <= metrics["AP"] <= 1.0
+
+
+def test_loss_weights_come_from_the_config(synth_data):
+    """LOSS.AE_*_WEIGHT: official 1e-3 / 1e-3 / 1 by default; the total is the weighted sum of the three terms."""
+    cfg = _cfg(synth_data)
+    task = task_for(cfg)
+    built = task.build(cfg)
+    official = task.criterion(cfg, built)
+    assert (official.push_weight, official.pull_weight, official.detection_weight) == (1e-3, 1e-3, 1.0)
+    tr, va = synth_data
+    heavy = config_from_dict({"MODEL": {"ZOO": "ae_hourglass_small_128"}, "WORKERS": 0,
+                              "LOSS": {"AE_PUSH_WEIGHT": 2.0, "AE_PULL_WEIGHT": 0.25, "AE_DETECTION_WEIGHT": 3.0},
+                              "DATASET": {"FORMAT": "coco", "TRAIN_ANN": tr["ann_file"],
+                                          "TRAIN_IMAGES": tr["image_root"]}})
+    crit = task.criterion(heavy, built)
+    ds = task.train_dataset(cfg, built)
+    batch = task.collate([ds[i] for i in range(4)])
+    with torch.no_grad():
+        out = built.model.eval()(batch.inputs)
+        push, pull, det = crit.per_stack(out, batch.targets)
+        loss, _ = crit(out, batch.targets)
+    torch.testing.assert_close(loss, 2.0 * push.mean() + 0.25 * pull.mean() + 3.0 * det.mean())
