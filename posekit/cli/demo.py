@@ -41,7 +41,8 @@ def _event(kind: str, info: dict[str, Any]) -> None:
     elif kind == "model":
         w, h = info["input_size"]
         print(f"training {info['model']} ({info['codec']} codec, input {h}x{w}) for {info['minutes']:g} min on "
-              f"{info['threads']} CPU threads", flush=True)
+              f"{info['threads']} CPU threads" + (f" ({info['autocast']} autocast)" if info.get("autocast") else ""),
+              flush=True)
     elif kind == "eval":
         print(f"  {info['minutes']:5.2f} min  iteration {info['iteration']:5d}  held-out AP       "
               f"{info['ap']:.4f}", flush=True)
