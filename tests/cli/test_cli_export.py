@@ -78,3 +78,42 @@ def test_export_rejects_mismatched_checkpoint(tmp_path: Path, capsys) -> None:
     assert rc == 1
     err = capsys.readouterr().err
     assert "checkpoint" in err and "w.pth" in err
+
+
+@pytest.mark.slow
+def test_export_of_the_bottom_up_ae_model_matches_pytorch(tmp_path: Path, capsys) -> None:
+    """`posekit export` of the small Associative Embedding model (coordinate channels, 5-D stacked output):
+    onnxruntime gives PyTorch's detection and tag maps within 1e-4 on O(1)-scale weights."""
+    import onnxruntime as ort
+
+    from posekit import models
+
+    model = models.build("ae_hourglass_small_128")
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if not t.is_floating_point():
+                continue
+            if name.endswith(("running_var", ".weight")) and t.ndim == 1:
+                t.copy_(0.5 + torch.rand(t.shape, generator=g))
+            elif t.ndim > 1:
+                t.copy_(torch.randn(t.shape, generator=g) * (1.0 / t[0].numel()) ** 0.5)
+            else:
+                t.copy_(0.1 * torch.randn(t.shape, generator=g))
+        x = torch.rand(2, 3, 128, 128, generator=g)
+        for head in model.outs:  # outputs of heatmap / tag scale (std ~1)
+            head.conv.weight.mul_(1.0 / float(model.eval()(x).std()))
+    torch.save({"state_dict": model.state_dict()}, tmp_path / "ae.pth")
+    onnx_path = tmp_path / "ae.onnx"
+    rc = main(["export", "--model", "ae_hourglass_small_128", "--weights", str(tmp_path / "ae.pth"),
+               "--out", str(onnx_path), "--dynamic-batch", "--tolerance", "1e-4"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    x = torch.rand(3, 3, 128, 128, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        ref = model.eval()(x).numpy()
+    assert ref.shape == (3, 2, 34, 32, 32) and 0.3 < ref.std() < 3.0
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    assert got.shape == ref.shape
+    assert np.abs(got - ref).max() <= 1e-4
