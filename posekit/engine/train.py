@@ -622,16 +622,17 @@ class Run:
             prog.iteration, prog.epoch_iteration = iteration, step + 1
             reason = _stop_reason(cfg, iteration, self.clock.seconds(), flag.stop, info)
             log_now = iteration == 1 or iteration % max(1, cfg.PRINT_FREQ) == 0 or reason != "completed"
-            if log_now or bar is not None:
+            if log_now:  # the task's extra logs (e.g. heatmap accuracy) cost a few ms: only on logged steps
                 logs = {**logs, **p.task.step_logs(p.built, outputs, batch.targets)}
             stats.add(float(loss.detach()), logs.get("acc"), len(batch.inputs))
             if log_now:
                 self._log_step(epoch, step, iteration, loss, logs, batch, outputs)
             if bar is not None:
-                acc = logs.get("acc")
                 bar.update(1)
-                bar.set_postfix(loss=f"{stats.last_loss:.3g}", acc="-" if acc is None else f"{acc:.3f}",
-                                img_s=f"{stats.images_per_s * info.world_size:.1f}")
+                if log_now:
+                    acc = logs.get("acc")
+                    bar.set_postfix(loss=f"{stats.last_loss:.3g}", acc="-" if acc is None else f"{acc:.3f}",
+                                    img_s=f"{stats.images_per_s * info.world_size:.1f}", refresh=False)
             if info.main and self._due(t.VAL_EVERY_ITERS, t.VAL_EVERY_MINUTES, self.last_val, self.clock.seconds()):
                 self.last_val = self.clock.seconds()
                 self.validate()
