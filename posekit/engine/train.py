@@ -738,6 +738,8 @@ def fit(cfg: Config, out_dir: str | os.PathLike, resume: bool = False, progress:
         prog = resume_from(ckpt_path, cfg, parts.built.model, parts.optimizer, parts.scheduler, parts.scaler)
     if info.main:
         (out / "config.yaml").write_text(config_to_yaml(cfg))  # what actually runs
+        if not resuming and (out / "log.jsonl").exists():  # a fresh run's log holds this run only
+            (out / "log.jsonl").unlink()
     run = Run(cfg, parts, out, info, prog, on_event)
     if resuming:
         run.event("resume", {"checkpoint": str(ckpt_path), "epoch": prog.epoch, "step": prog.epoch_iteration,

@@ -295,3 +295,18 @@ def test_float32_outputs_casts_nested_low_precision_tensors():
                                      "b": (torch.zeros(1, dtype=torch.float16),), "c": "name"})
     assert out["a"][0].dtype == torch.float32 and out["a"][1].dtype == torch.int64
     assert out["b"][0].dtype == torch.float32 and isinstance(out["b"], tuple) and out["c"] == "name"
+
+
+def test_a_fresh_run_in_a_used_folder_starts_a_new_log(micro_cfg, tmp_path):
+    def first_iterations() -> list[int]:
+        lines = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+        return [e["iteration"] for e in map(json.loads, lines) if e.get("iteration") == 1]
+
+    fit(micro_cfg(TRAIN={"MAX_ITERS": 3}), tmp_path / "run")
+    fit(micro_cfg(TRAIN={"MAX_ITERS": 3}), tmp_path / "run")  # not resumed: trains from scratch again
+    assert first_iterations() == [1]  # one run's log, not two interleaved (the demo's curve is drawn from it)
+    fit(micro_cfg(TRAIN={"MAX_ITERS": 5}), tmp_path / "run", resume=True)
+    assert first_iterations() == [1]  # a resumed run appends
+    its = [e["iteration"] for e in map(json.loads, (tmp_path / "run" / "log.jsonl").read_text().splitlines())
+           if "loss" in e]
+    assert its == sorted(its) and its[-1] > 3  # the resumed steps follow the first run's
