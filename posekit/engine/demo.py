@@ -134,7 +134,7 @@ def run_demo(out_dir: str | os.PathLike = "out/demo", data_dir: str | os.PathLik
     from posekit.engine import checkpoint as ckpt
     from posekit.engine.build import model_spec
     from posekit.engine.tasks import task_for
-    from posekit.engine.train import cpu_has_native_bf16, fit
+    from posekit.engine.train import autocast_dtype, fit
     from posekit.modelspec import weights_file
     from posekit.vis import draw_results, plot_curve
 
@@ -154,7 +154,7 @@ def run_demo(out_dir: str | os.PathLike = "out/demo", data_dir: str | os.PathLik
     event("model", {"model": spec.name, "codec": spec.codec, "input_size": list(spec.input_size),
                     "heatmap_size": list(spec.heatmap_size), "minutes": cfg.TRAIN.MAX_MINUTES,
                     "threads": torch.get_num_threads(),
-                    "autocast": "bfloat16" if cfg.TRAIN.CPU_AMP and cpu_has_native_bf16() else None})
+                    "autocast": autocast_dtype(cfg, torch.device("cpu"))})
 
     def fit_event(kind: str, info: dict) -> None:
         if kind == "eval":

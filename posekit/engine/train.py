@@ -20,6 +20,7 @@ per logged step / evaluation / epoch), tb/ (TensorBoard scalars, when tensorboar
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import math
 import os
@@ -93,6 +94,15 @@ def _dist_info() -> DistInfo:
                     device=torch.device(f"cuda:{local}" if cuda else "cpu"))
 
 
+def autocast_dtype(cfg: Config, device: torch.device) -> str | None:
+    """The autocast a run trains under: float16 on CUDA (TRAIN.AMP), bfloat16 on a CPU with native bf16
+    (TRAIN.CPU_AMP), else None."""
+    if device.type == "cuda":
+        return "float16" if cfg.TRAIN.AMP else None
+    return "bfloat16" if device.type == "cpu" and cfg.TRAIN.CPU_AMP and cpu_has_native_bf16() else None
+
+
+@functools.lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16 in /proc/cpuinfo; False elsewhere)."""
     try:
@@ -520,9 +530,8 @@ class Run:
         self.evals: list[dict[str, Any]] = []
         self.skipped: list[dict[str, Any]] = []
         self.steps_per_epoch = math.ceil(parts.sampler.num_samples / cfg.TRAIN.BATCH_SIZE_PER_GPU)
-        # autocast: float16 + GradScaler on CUDA (TRAIN.AMP), bfloat16 on a CPU with native bf16 (TRAIN.CPU_AMP)
-        self.amp = parts.scaler is not None or (cfg.TRAIN.CPU_AMP and info.device.type == "cpu"
-                                                and cpu_has_native_bf16())
+        self.autocast = autocast_dtype(cfg, info.device)
+        self.amp = self.autocast is not None
 
     # -- files ----------------------------------------------------------------------------------------------
     def record(self, entry: dict[str, Any]) -> None:
@@ -715,7 +724,7 @@ class Run:
                 "checkpoint": str(out / "checkpoint.pth"), "best_weights": file("model_best.pth"),
                 "final_weights": file("final_state.pth"), "last_weights": file("last_state.pth"),
                 "rank": self.info.rank, "world_size": self.info.world_size,
-                "autocast": None if not self.amp else ("float16" if self.p.scaler is not None else "bfloat16")}
+                "autocast": self.autocast}
 
 
 def fit(cfg: Config, out_dir: str | os.PathLike, resume: bool = False, progress: Callable[..., Any] | None = None,
