@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import itertools
 import json
 import os
 import warnings
@@ -176,11 +177,12 @@ def _load_results(results: Results, gt: dict, source: str | None = None) -> tupl
             raise DataError(f"{src}: results[{bad_i}] (image_id {out[bad_i]['image_id']}) has non-numeric keypoint "
                             "values") from None
     raw_scores = [r["score"] for r in out]
-    if not _numbers(raw_scores):
+    scores = np.asarray(raw_scores)  # numeric dtype: all numbers, unless a bool hides among floats
+    if (scores.dtype.kind not in "fiu" or any(type(v) is bool for v in raw_scores)) and not _numbers(raw_scores):
         bad_i = next(i for i, v in enumerate(raw_scores) if not _numbers([v]))
         raise DataError(f"{src}: results[{bad_i}] (image_id {out[bad_i]['image_id']}) has a non-numeric score "
                         f"{out[bad_i]['score']!r}")
-    scores = np.asarray(raw_scores, dtype=np.float64)
+    scores = scores.astype(np.float64)
     bad = np.flatnonzero(~np.isfinite(values).all(axis=1) | ~np.isfinite(scores))
     if bad.size:
         raise DataError(f"{src}: {bad.size} results have NaN/infinite keypoints or score "
@@ -202,7 +204,10 @@ def _keypoint_values(data: Sequence[Any], k: int) -> np.ndarray | None:
     if not all(type(r) is dict and "image_id" in r and "category_id" in r and "score" in r for r in data):
         return None
     try:
-        values = np.asarray([r["keypoints"] for r in data], dtype=np.float64)
+        kps = [r["keypoints"] for r in data]
+        if all(type(kp) is list and len(kp) == 3 * k for kp in kps):  # a parsed file: one flat pass, no nesting
+            return np.fromiter(itertools.chain.from_iterable(kps), np.float64, len(kps) * 3 * k).reshape(-1, 3 * k)
+        values = np.asarray(kps, dtype=np.float64)
     except (KeyError, TypeError, ValueError):
         return None
     return values if values.shape == (len(data), 3 * k) else None
@@ -245,10 +250,10 @@ def _load_res_keypoints(coco_cls: type, coco_gt: Any, results: list[dict], value
     w, h = x1 - x0, y1 - y0
     area = (w * h).tolist()
     boxes = np.stack([x0, y0, w, h], axis=1).tolist()
-    for i, ann in enumerate(results):
-        ann["area"] = area[i]
-        ann["id"] = i + 1
-        ann["bbox"] = boxes[i]
+    for i, (ann, a, b) in enumerate(zip(results, area, boxes), 1):
+        ann["area"] = a
+        ann["id"] = i
+        ann["bbox"] = b
     res = coco_cls(print_function=print_function)
     res.dataset["info"] = copy.deepcopy(coco_gt.dataset.get("info", {}))
     res.dataset["images"] = list(coco_gt.dataset["images"])
@@ -282,20 +287,24 @@ def _pairwise_mean(a: np.ndarray, n: np.ndarray) -> np.ndarray:
     return np.where(n < 8, seq, res) / n
 
 
-def batched_oks(pairs: list[tuple[list[dict], list[dict]]], sigmas: np.ndarray, use_area: bool = True
-                ) -> list[np.ndarray]:
+def batched_oks(pairs: list[tuple[list[dict], list[dict]]], sigmas: np.ndarray, use_area: bool = True,
+                dt_values: np.ndarray | None = None) -> list[np.ndarray]:
     """OKS matrices [D,G] of (score-sorted detections, ground truths) pairs, all in one vectorised pass.
 
     The arithmetic of pycocotools / faster-coco-eval `computeOks` element by element (visible ground-truth
     keypoints only; for a ground truth without visible keypoints the distance to its doubled box, all keypoints),
-    with the per-row mean reproduced bit for bit (`_pairwise_mean`).
+    with the per-row mean reproduced bit for bit (`_pairwise_mean`). `dt_values`: the detections' keypoints as
+    rows of an array indexed by annotation id - 1 (as `_load_res_keypoints` numbers them), instead of re-reading them.
     """
     sizes = [(len(d), len(g)) for d, g in pairs]
     out: list[Any] = [[] for _ in pairs]  # the library returns [] when either side is empty
     live = [i for i, (nd, ng) in enumerate(sizes) if nd and ng]
     if not live:
         return out
-    d = np.asarray([dt["keypoints"] for i in live for dt in pairs[i][0]], dtype=np.float64)
+    if dt_values is not None:
+        d = dt_values[np.fromiter((dt["id"] - 1 for i in live for dt in pairs[i][0]), np.int64)]
+    else:
+        d = np.asarray([dt["keypoints"] for i in live for dt in pairs[i][0]], dtype=np.float64)
     g = np.asarray([gt["keypoints"] for i in live for gt in pairs[i][1]], dtype=np.float64)
     bb = np.asarray([gt["bbox"] for i in live for gt in pairs[i][1]], dtype=np.float64).reshape(-1, 4)
     if use_area:
@@ -358,7 +367,8 @@ def _batched_oks_class(base: type) -> type:
                 inds = np.argsort([-dt["score"] for dt in dts], kind="mergesort")
                 dts = [dts[i] for i in inds][: p.maxDets[-1]]
                 pairs.append((dts, gts))
-            self._oks_cache = dict(zip(keys, batched_oks(pairs, np.asarray(p.kpt_oks_sigmas), self.use_area)))
+            oks = batched_oks(pairs, np.asarray(p.kpt_oks_sigmas), self.use_area, getattr(self, "dt_values", None))
+            self._oks_cache = dict(zip(keys, oks))
 
         def computeOks(self, imgId: Any, catId: Any) -> Any:  # noqa: N802, N803 - the library's names
             cache = getattr(self, "_oks_cache", {})
@@ -415,6 +425,8 @@ def run_cocoeval(gt: dict, results: list[dict], sigmas: np.ndarray, backend: str
             # Never touch params.useSegm: setting it (even to None) switches faster-coco-eval to bbox IoU.
             cls = _batched_oks_class(COCOeval_faster) if fast_oks else COCOeval_faster
             ev = cls(coco_gt, coco_dt, iouType="keypoints", kpt_oks_sigmas=list(sigmas), print_function=silent)
+            if fast_oks and values is not None and len(results):
+                ev.dt_values = values  # rows by annotation id - 1, as _load_res_keypoints numbered them
             ev.evaluate()
             ev.accumulate()
             ev.summarize()

@@ -65,10 +65,14 @@ def test_fast_load_res_and_oks_equal_the_library(subset) -> None:
                                                     print_function=silent)
     fast.evaluate()
     assert len(fast._oks_cache) > 100
+    rows = coco._batched_oks_class(COCOeval_faster)(cg, fast_dt, iouType="keypoints", kpt_oks_sigmas=list(sigmas),
+                                                    print_function=silent)
+    rows.dt_values = values  # the detections' keypoints by annotation id - 1 instead of re-read from the dicts
+    rows.evaluate()
     compared = 0
     for key, a in lib.ious.items():
-        b = fast.ious[key]
-        assert np.array_equal(np.asarray(a), np.asarray(b)), key  # bit for bit
+        assert np.array_equal(np.asarray(a), np.asarray(fast.ious[key])), key  # bit for bit
+        assert np.array_equal(np.asarray(a), np.asarray(rows.ious[key])), key
         compared += np.asarray(a).size
     assert compared > 10_000
     lib.accumulate()
@@ -91,6 +95,10 @@ def test_non_numeric_results_are_errors(subset) -> None:
     bad = [dict(r) for r in results[:3]]
     bad[1]["score"] = "0.9"
     with pytest.raises(DataError, match=r"results\[1\].*non-numeric score"):
+        coco.coco_keypoints(gt, bad)
+    bad = [dict(r) for r in results[:3]]
+    bad[0]["score"] = True  # a bool among floats: numpy would take it as 1.0
+    with pytest.raises(DataError, match=r"results\[0\].*non-numeric score"):
         coco.coco_keypoints(gt, bad)
     bad = [dict(r) for r in results[:3]]
     bad[2]["keypoints"] = ["x"] * 51
