@@ -128,6 +128,8 @@ class TrainConfig:
     CHECKPOINT_EVERY_MINUTES: float = 5.0  # posekit: mid-epoch checkpoint interval in minutes (0 = off)
     CHECKPOINT_EVERY_ITERS: int = 0  # posekit: mid-epoch checkpoint every N iterations (0 = off)
     CHANNELS_LAST: bool = False  # posekit: NHWC network and batches (faster CPU training with oneDNN)
+    PREFETCH: int = 0  # posekit: batches prepared ahead by a background thread while the network computes (for
+    #   WORKERS=0; 0 = off)
     BAD_SAMPLES: str = "stop"  # posekit: a corrupt image / bad record at batch time: stop (with a checkpoint) |
     #   skip (train on, list them in <out>/skipped_samples.jsonl)
 

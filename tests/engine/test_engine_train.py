@@ -311,3 +311,15 @@ def test_a_fresh_run_in_a_used_folder_starts_a_new_log(micro_cfg, tmp_path):
     its = [e["iteration"] for e in map(json.loads, (tmp_path / "run" / "log.jsonl").read_text().splitlines())
            if "loss" in e]
     assert its == sorted(its) and its[-1] > 3  # the resumed steps follow the first run's
+
+
+def test_prefetch_thread_trains_the_same_weights_and_resumes(micro_cfg, tmp_path):
+    plain = fit(micro_cfg(), tmp_path / "plain")
+    ahead = fit(micro_cfg(TRAIN={"PREFETCH": 2}), tmp_path / "ahead")
+    assert plain["iteration"] == ahead["iteration"] == 4
+    _assert_same_state(_weights(tmp_path / "plain" / "final_state.pth"),
+                       _weights(tmp_path / "ahead" / "final_state.pth"))
+    fit(micro_cfg(TRAIN={"PREFETCH": 2, "MAX_ITERS": 3}), tmp_path / "split")  # batches made ahead are not lost
+    fit(micro_cfg(TRAIN={"PREFETCH": 2}), tmp_path / "split", resume=True)
+    _assert_same_state(_weights(tmp_path / "plain" / "final_state.pth"),
+                       _weights(tmp_path / "split" / "final_state.pth"))
