@@ -10,6 +10,10 @@ output (`posekit.runtime.main_output`, float32 on the input's device) out, with 
   CPU provider with the session options of `SESSION_OPTIONS`;
 - "onnxruntime-int8" (opt-in; "auto" never picks it): the cached fp32 export statically quantised to int8 with
   onnxruntime.quantization and run like "onnxruntime" (see "int8" below);
+- "torch-bf16" (opt-in; "auto" never picks it): the BN-folded model, channels-last, under bfloat16 autocast; only
+  where bf16 is native (a CPU with AVX512-BF16 / AMX, or CUDA): elsewhere it is refused, as emulated bf16 is slower
+  than float32. bfloat16 keeps 8 significant bits, so heatmaps differ from float32 by ~1e-2 of their scale and an
+  argmax can move where two heatmap pixels are within that of each other (see the measurements below);
 - "auto": onnxruntime when it is importable, the device is the CPU and the model exports; else folded; else torch.
   Whatever "auto" could not use is said in `backend.note`.
 
@@ -86,8 +90,9 @@ from torch import nn
 from posekit.errors import ConfigError, PosekitError
 from posekit.runtime import main_output
 
-KINDS = ("auto", "torch", "folded", "onnxruntime", "onnxruntime-int8")
+KINDS = ("auto", "torch", "folded", "onnxruntime", "onnxruntime-int8", "torch-bf16")
 INT8 = "onnxruntime-int8"  # opt-in only: "auto" never picks it
+BF16 = "torch-bf16"  # opt-in only: "auto" never picks it
 
 # Measured defaults (see the module docstring); `session_options(**overrides)` changes any of them.
 SESSION_OPTIONS: dict[str, Any] = {
@@ -186,6 +191,18 @@ class TorchBackend:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             return main_output(self.model(x)).float()
+
+
+class Bf16Backend(TorchBackend):
+    """The BN-folded model in channels-last layout under bfloat16 autocast (CPU with native bf16, or CUDA)."""
+
+    def __init__(self, model: nn.Module, note: str = "") -> None:
+        super().__init__(model.to(memory_format=torch.channels_last), BF16, note)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast(x.device.type, dtype=torch.bfloat16):
+            return main_output(self.model(x)).float().contiguous()
 
 
 class OnnxBackend:
@@ -553,6 +570,19 @@ def _create_int8(model: nn.Module, input_size: tuple[int, int], name: str, weigh
     return Int8Backend(path, exported, batches, calibration_size, settings, **session_overrides)
 
 
+def _create_bf16(model: nn.Module, name: str, device: torch.device) -> Bf16Backend:
+    """The "torch-bf16" backend; a clear error where bfloat16 would be emulated (slower than float32)."""
+    from posekit.hardware import cpu_has_native_bf16
+
+    if device.type == "cpu" and not cpu_has_native_bf16():
+        raise ConfigError(f"backend {BF16!r} for {name}: this CPU has no native bfloat16 (AVX512-BF16 / AMX in "
+                          "/proc/cpuinfo), where it would be slower than float32; use 'auto'")
+    try:
+        return Bf16Backend(_fold(model).to(device))
+    except ConfigError as e:
+        return Bf16Backend(model, f"BatchNorm folding failed: {e}")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # factory
 
@@ -579,6 +609,8 @@ def create(kind: str, model: nn.Module, input_size: tuple[int, int], name: str =
     if kind == INT8:
         return _create_int8(model, input_size, name, weights, device, cache_dir, calibration, calibration_size,
                             int8_settings, session_overrides)
+    if kind == BF16:
+        return _create_bf16(model, name, device)
     notes = []
     if kind in ("auto", "onnxruntime"):
         reason = None

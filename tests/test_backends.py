@@ -352,3 +352,45 @@ def test_int8_without_quantization_module_is_a_clear_error(monkeypatch) -> None:
     assert not backends.quantization_available()
     with pytest.raises(PosekitError, match=r"onnxruntime-int8.*onnxruntime\.quantization"):
         backends.create(backends.INT8, Tiny().eval(), (16, 24), name="tiny", calibration=torch.randn(2, 3, 24, 16))
+
+
+needs_bf16 = pytest.mark.skipif(not __import__("posekit.hardware", fromlist=["x"]).cpu_has_native_bf16(),
+                                reason="this CPU has no native bfloat16 (AVX512-BF16 / AMX): torch-bf16 is refused")
+
+
+@needs_bf16
+def test_bf16_heatmaps_and_keypoints_close_to_fp32(weights_dir: Path) -> None:
+    name = "hrnet_w16_tiny_128x96"
+    path = weights_dir / f"{name}-bf16.pth"
+    save_random_weights(name, path)
+    crops = crops_for(name, 8)
+    fp = PoseEstimator(name, weights=path, backend="torch", batch_size=8)
+    bf = PoseEstimator(name, weights=path, backend=backends.BF16, batch_size=8)
+    assert bf.backend.name == backends.BF16 and not bf.backend.note  # folded
+    fp.flip_test = bf.flip_test = False  # the network outputs below then decode to the keypoints directly
+    x = fp.network_inputs(crops)
+    hf, hb = fp.backend(x).numpy(), bf.backend(x).numpy()
+    assert hb.dtype == np.float32 and hb.shape == hf.shape
+    rel = np.abs(hf - hb).max() / np.abs(hf).max()
+    assert 1e-4 < rel < 0.1, rel  # really bfloat16 (8 significant bits), yet the same heatmaps
+    n, k = hf.shape[:2]
+    f, g = hf.reshape(n, k, -1), hb.reshape(n, k, -1)
+    fc, gc = f - f.mean(-1, keepdims=True), g - g.mean(-1, keepdims=True)
+    corr = (fc * gc).sum(-1) / np.sqrt((fc**2).sum(-1) * (gc**2).sum(-1))
+    assert corr.min() >= 0.999, corr.min()
+    kf, _ = fp.predict_crops(crops)
+    kb, _ = bf.predict_crops(crops)
+    decided = _decided(hf, np.abs(hf - hb).reshape(n, k, -1).max(-1))
+    assert decided.mean() >= 0.1, decided.mean()
+    stride = fp.input_size[0] / fp.heatmap_size[0]
+    moved = np.abs(kf - kb)[decided]  # a clear peak stays; only the quarter-pixel step may turn (0.5 heatmap px)
+    assert moved.max() <= 0.5 * stride + 1e-6 and np.median(moved) <= 1e-6, moved.max()
+
+
+def test_bf16_refused_without_native_bf16(monkeypatch) -> None:
+    from posekit import hardware
+
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: False)
+    model = models.build("hrnet_w16_tiny_128x96").eval()
+    with pytest.raises(ConfigError, match="no native bfloat16"):
+        backends.create(backends.BF16, model, (96, 128))

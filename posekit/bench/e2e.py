@@ -38,9 +38,11 @@ COCO_SAMPLES = Path("data") / "coco" / "mmpose"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from posekit import backends
+
     parser.add_argument("--model", default="hrnet_w32_256x192", help="zoo model (default hrnet_w32_256x192)")
     parser.add_argument("--backend", default="auto",
-                        choices=("auto", "torch", "folded", "onnxruntime", "onnxruntime-int8"),
+                        choices=backends.KINDS,
                         help="posekit side (default auto; onnxruntime-int8 calibrates on the first batch, in the "
                              "untimed warm-up pass)")
     parser.add_argument("--box-threshold", type=float, default=0.3, help="detection score threshold (default 0.3)")

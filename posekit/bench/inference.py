@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from posekit import geometry, models
-from posekit.backends import INT8, OnnxBackend, TorchBackend, create
+from posekit.backends import BF16, INT8, OnnxBackend, TorchBackend, create
 from posekit.errors import ConfigError, PosekitError
 from posekit.models.fuse import fold_batchnorm
 from posekit.tables import format_table
@@ -163,6 +163,10 @@ def bench_model(name: str, batch_sizes: list[int], input_size: tuple[int, int], 
         runners["folded_cl"] = TorchBackend(folded.to(memory_format=torch.channels_last), "folded_cl")
     except ConfigError as e:
         notes["folded"] = str(e)
+    try:
+        runners[BF16] = create(BF16, model, input_size, name=name)
+    except ConfigError as e:  # no native bf16 on this CPU
+        notes[BF16] = str(e)
     if onnx:
         try:
             from posekit.bench.e2e import bench_weights

@@ -22,6 +22,8 @@ HELP = "estimate poses on images, folders and videos; write keypoints JSON (COCO
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from posekit import backends
+
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="images, folders (their images and videos, not recursive) and videos; in keypoints.json "
                              "an image's id is its file name's number (000000000785.jpg -> 785) or its --gt-images "
@@ -54,11 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-flip", action="store_true", help="disable the flip test (faster, less accurate)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--backend", default="auto",
-                        choices=("auto", "torch", "folded", "onnxruntime", "onnxruntime-int8"),
+                        choices=backends.KINDS,
                         help="inference backend (default auto: onnxruntime when installed and the model exports, "
                              "exported once and cached next to the weights; else BN-folded PyTorch); "
                              "onnxruntime-int8: opt-in int8 quantisation (faster on CPUs with VNNI, keypoints "
-                             "slightly different), calibrated on --calibration or the first person crops of the inputs")
+                             "slightly different), calibrated on --calibration or the first person crops of the "
+                             "inputs; "
+                             "torch-bf16: opt-in bfloat16 autocast where the CPU has native bf16 (AVX512-BF16 / AMX)")
     parser.add_argument("--calibration", nargs="+", metavar="PATH",
                         help="onnxruntime-int8: images or folders of people to calibrate on (their --boxes / --box "
                              "when they are inputs too, else each whole image); default: the first network batch "

@@ -15,6 +15,8 @@ HELP = "evaluate weights on a config's test set (GT or detected boxes); writes t
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from posekit import backends
+
     parser.add_argument("config", help="experiment YAML")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     parser.add_argument("--weights", help="checkpoint (official, posekit or MMPose); default TEST.MODEL_FILE")
@@ -24,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="torch device (default: cuda when present and the backend is torch or "
                                          "folded, else cpu)")
     parser.add_argument("--backend", default="torch",
-                        choices=("torch", "folded", "onnxruntime", "onnxruntime-int8", "auto"),
+                        choices=backends.KINDS,
                         help="inference backend (default torch, the reference); ONNX files are cached next to the "
                              "weights; onnxruntime-int8 is calibrated on training-split crops (never test images)")
     parser.add_argument("--calibration-size", type=int, default=64,

@@ -20,7 +20,6 @@ per logged step / evaluation / epoch), tb/ (TensorBoard scalars, when tensorboar
 from __future__ import annotations
 
 import datetime
-import functools
 import json
 import math
 import os
@@ -44,6 +43,7 @@ from posekit.engine.build import build_optimizer, build_scheduler, cosine_factor
 from posekit.engine.prefetch import Prefetcher, prefetched
 from posekit.engine.tasks import Batch, Built, Criterion, Task, task_for
 from posekit.errors import CheckpointError, ConfigError, DataError, TrainingError
+from posekit.hardware import cpu_has_native_bf16
 from posekit.modelspec import weights_file
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -101,18 +101,6 @@ def autocast_dtype(cfg: Config, device: torch.device) -> str | None:
     if device.type == "cuda":
         return "float16" if cfg.TRAIN.AMP else None
     return "bfloat16" if device.type == "cpu" and cfg.TRAIN.CPU_AMP and cpu_has_native_bf16() else None
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16 in /proc/cpuinfo; False elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
 
 class ResumableSampler(DistributedSampler):
     """DistributedSampler (seeded permutation per epoch, rank slice) that can skip the first `start` samples."""
