@@ -2,8 +2,10 @@
 demo model with GT boxes on the same held-out split.
 
 Generates (or reuses) posekit's synthetic multi-person images (data_dir/train with seed, data_dir/val with seed + 1;
-128x128, up to 4 people, any yaw by default), trains configs/synth/ae_small.yaml through the one engine
-(`posekit.engine.train.fit`, TRAIN.MAX_MINUTES of training wall-clock, cosine schedule) and scores the final weights
+by default 128x128, up to 3 people whose larger box side is 45-90 % of the image side, turned at most 90 degrees
+from the camera - the top-down demo's yaw range; with any yaw left and right are ambiguous from behind), trains
+configs/synth/ae_small.yaml through the one engine (`posekit.engine.train.fit`, TRAIN.MAX_MINUTES of training
+wall-clock, cosine schedule) and scores the final weights
 on every held-out image with the bottom-up task (no boxes anywhere: every person found by grouping). The top-down
 side is the demo model (`posekit demo` / `posekit bench learn`: out/demo/model.pth + config.yaml), scored with GT
 person boxes on the same held-out images; it is trained with `run_demo` for --topdown-minutes only when those files
@@ -27,17 +29,34 @@ HELP = "held-out COCO AP of the small bottom-up AE model (no boxes) vs the top-d
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "synth" / "ae_small.yaml"
 KEYS = ("AP", "AP .5", "AP .75", "AR")
+MAX_SUBJECTS = 3
+MAX_YAW = 90.0
+SIZE_RANGE = (0.45, 0.9)
+
+
+def _size_range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (e.g. 0.45,0.9), got {text!r}") from None
+    return lo, hi
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=15.0, help="AE training budget in minutes (default 15)")
     parser.add_argument("--out", default="out/bench_bottomup", help="output folder (default out/bench_bottomup)")
-    parser.add_argument("--data", default="data/synth_ae", help="synthetic data folder (default data/synth_ae)")
+    parser.add_argument("--data", default="data/synth_bottomup",
+                        help="synthetic data folder (default data/synth_bottomup)")
     parser.add_argument("--config", default=str(CONFIG), help="AE config (default configs/synth/ae_small.yaml)")
     parser.add_argument("--num-train", type=int, default=3000, help="training images (default 3000)")
     parser.add_argument("--num-val", type=int, default=100, help="held-out images (default 100)")
-    parser.add_argument("--max-subjects", type=int, default=4, help="people per image at most (default 4)")
+    parser.add_argument("--max-subjects", type=int, default=MAX_SUBJECTS,
+                        help=f"people per image at most (default {MAX_SUBJECTS})")
     parser.add_argument("--size", type=int, default=128, help="image side in px (default 128)")
+    parser.add_argument("--max-yaw", type=float, default=MAX_YAW,
+                        help=f"bodies turn in [-DEG, DEG] from the camera (default {MAX_YAW:g}; 180 = any)")
+    parser.add_argument("--size-range", type=_size_range, default=SIZE_RANGE, metavar="LO,HI",
+                        help=f"a person's larger box side / image side (default {SIZE_RANGE[0]:g},{SIZE_RANGE[1]:g})")
     parser.add_argument("--seed", type=int, default=0, help="data and training seed")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--topdown", default="out/demo",
@@ -49,12 +68,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--progress", action="store_true", help="progress bars on stderr")
 
 
-def ensure_split(folder: Path, num_images: int, seed: int, max_subjects: int, size: int) -> dict[str, Any]:
+def ensure_split(folder: Path, num_images: int, seed: int, max_subjects: int, size: int, max_yaw: float = MAX_YAW,
+                 size_range: tuple[float, float] = SIZE_RANGE) -> dict[str, Any]:
     """Generate folder (annotations.json + images/) unless it holds this split already; returns a summary."""
     from posekit.data.synth import generate
 
     ann = folder / "annotations.json"
-    want = {"kind": "human", "seed": seed, "max_subjects": max_subjects, "image_size": [size, size]}
+    want = {"kind": "human", "seed": seed, "max_subjects": max_subjects, "image_size": [size, size],
+            "max_yaw": float(max_yaw), "size_range": [float(v) for v in size_range]}
     try:
         data = json.loads(ann.read_text())
         ok = all(data["info"].get(k) == v for k, v in want.items()) and len(data["images"]) == num_images
@@ -63,7 +84,8 @@ def ensure_split(folder: Path, num_images: int, seed: int, max_subjects: int, si
     if ok:
         return {"reused": True, "num_images": num_images}
     t0 = time.perf_counter()
-    summary = generate(folder, num_images, max_subjects=max_subjects, seed=seed, image_size=(size, size))
+    summary = generate(folder, num_images, max_subjects=max_subjects, seed=seed, image_size=(size, size),
+                       max_yaw=float(max_yaw), size_range=(float(size_range[0]), float(size_range[1])))
     return {"reused": False, "num_images": num_images, "num_instances": summary["num_instances"],
             "seconds": time.perf_counter() - t0}
 
@@ -105,7 +127,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     progress = partial(__import__("tqdm").tqdm, file=sys.stderr, leave=False) if args.progress else None
     data_dir, out = Path(args.data), Path(args.out)
-    data = {split: ensure_split(data_dir / split, n, s, args.max_subjects, args.size)
+    data = {split: ensure_split(data_dir / split, n, s, args.max_subjects, args.size, args.max_yaw, args.size_range)
             for split, n, s in (("train", args.num_train, args.seed), ("val", args.num_val, args.seed + 1))}
     overrides = [*data_overrides(data_dir), f"TRAIN.MAX_MINUTES={args.minutes}", f"TRAIN.SEED={args.seed}",
                  "TRAIN.VAL_EVERY=0", "WORKERS=0", *args.override]

@@ -105,7 +105,7 @@ class BottomUpTask(Task):
         if not records:
             raise ConfigError(f"no training image with labelled people in {p.train_ann}")
         return BottomUpDataset(records, built.codec, built.skeleton, augment=augment_from_config(cfg), train=True,
-                               seed=cfg.TRAIN.SEED)
+                               seed=cfg.TRAIN.SEED, cache_size=cfg.DATASET.IMAGE_CACHE)
 
     def collate(self, items: Sequence[Any]) -> Batch:
         from posekit.data.bottomup import collate_bottomup

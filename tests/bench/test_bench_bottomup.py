@@ -22,6 +22,17 @@ def test_split_is_generated_once_and_regenerated_when_the_settings_change(tmp_pa
     assert json.loads((tmp_path / "val" / "annotations.json").read_text())["info"]["seed"] == 4
 
 
+def test_split_defaults_limit_yaw_and_person_size_and_a_change_regenerates(tmp_path: Path) -> None:
+    bench.ensure_split(tmp_path / "val", 2, seed=3, max_subjects=2, size=64)
+    info = json.loads((tmp_path / "val" / "annotations.json").read_text())["info"]
+    assert info["max_yaw"] == bench.MAX_YAW == 90.0 and info["size_range"] == list(bench.SIZE_RANGE)
+    assert bench.ensure_split(tmp_path / "val", 2, seed=3, max_subjects=2, size=64, max_yaw=180.0)["reused"] is False
+    assert bench.ensure_split(tmp_path / "val", 2, seed=3, max_subjects=2, size=64, max_yaw=180.0,
+                              size_range=(0.35, 0.9))["reused"] is False
+    info = json.loads((tmp_path / "val" / "annotations.json").read_text())["info"]
+    assert info["max_yaw"] == 180.0 and info["size_range"] == [0.35, 0.9]
+
+
 def test_render_shows_both_models_on_the_same_split() -> None:
     stats = {"AP": 0.4321, "AP .5": 0.7, "AP .75": 0.4, "AR": 0.5}
     result = {"data_dir": "d", "val_images": 100, "val_people": 267, "threads": 1,

@@ -144,6 +144,7 @@ def generate(out_dir: str | os.PathLike, num_images: int, kind: str = "human", s
     dataset = {
         "info": {"description": "posekit synthetic figures", "kind": kind, "style": style, "seed": seed,
                  "max_subjects": max_subjects, "image_size": list(cfg.image_size), "max_yaw": cfg.max_yaw,
+                 "size_range": list(cfg.size_range),
                  **({"sequence_length": cfg.sequence_length, "motion": cfg.motion} if cfg.sequence_length > 1 else {})},
         "images": images,
         "annotations": annotations,
