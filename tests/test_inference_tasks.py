@@ -130,3 +130,36 @@ def test_bottom_up_people_are_the_boxes_of_a_top_down_model(synth: Path, tmp_pat
     np.testing.assert_allclose(sorted(e["bbox"][0] for e in entries), sorted(boxes[:, 0]), atol=0.01)
     with pytest.raises(Exception, match="bottom-up estimator"):
         bu.people_boxes_fn(PoseEstimator(td))
+
+
+@pytest.mark.slow
+def test_infer_draws_bottom_up_people_above_the_person_threshold(synth: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """keypoints.json keeps every grouped person (COCO results); drawings skip fragments below --person-threshold
+    (default 0.2 for bottom-up models)."""
+    import json
+
+    import posekit.bottomup as bu
+    import posekit.inference as inference
+    from posekit.cli import main
+    from posekit.inference import Pose
+
+    kp = np.zeros((17, 3), np.float32)
+    kp[:, :2], kp[:, 2] = 20.0, 0.9
+    people = [Pose(keypoints=kp.copy(), box=np.zeros(4), score=s) for s in (0.9, 0.05)]
+    monkeypatch.setattr(bu, "estimate_bottomup", lambda *a, **k: people)
+    drawn: list[list[float]] = []
+    real_draw = inference.draw_poses
+
+    def spy(image, poses, *a, **k):
+        drawn.append([p.score for p in poses])
+        return real_draw(image, poses, *a, **k)
+
+    monkeypatch.setattr(inference, "draw_poses", spy)
+    ae = _trained("ae_hourglass_small_128", synth, tmp_path, "coco")
+    image = sorted((synth / "images").iterdir())[0]
+    for extra, want in (([], [0.9]), (["--person-threshold", "0"], [0.9, 0.05])):
+        drawn.clear()
+        assert main(["infer", "--weights", str(ae), str(image), "--out", str(tmp_path / "o"), *extra]) == 0
+        assert len(json.loads((tmp_path / "o" / "keypoints.json").read_text())) == 2
+        assert drawn == [want]

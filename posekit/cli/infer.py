@@ -21,6 +21,8 @@ from posekit.errors import ConfigError, DataError, PosekitError
 HELP = "estimate poses on images, folders and videos; write keypoints JSON (COCO results) and drawings"
 
 
+BOTTOMUP_PERSON_THRESHOLD = 0.2  # drawn people of a bottom-up model: its grouping also returns fragments
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from posekit import backends
 
@@ -53,6 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="drop detections of --boxes scoring below this (default 0.3)")
     parser.add_argument("--threshold", type=float, default=0.3,
                         help="draw keypoints scoring above this (default 0.3)")
+    parser.add_argument("--person-threshold", type=float, default=None,
+                        help="draw people scoring at least this (default: 0.2 for bottom-up models, whose grouping "
+                             "also returns low-scoring fragments, 0 otherwise); keypoints.json keeps every person, "
+                             "as COCO results do")
     parser.add_argument("--no-flip", action="store_true", help="disable the flip test (faster, less accurate)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--backend", default="auto",
@@ -187,6 +193,8 @@ def run(args: argparse.Namespace) -> int:
     if args.calibration and args.backend != "onnxruntime-int8":
         raise ConfigError("--calibration is for --backend onnxruntime-int8")
     est = make_estimator(args)
+    min_person = args.person_threshold if args.person_threshold is not None else (
+        BOTTOMUP_PERSON_THRESHOLD if est.task == "bottomup" else 0.0)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -251,7 +259,8 @@ def run(args: argparse.Namespace) -> int:
                     bar.update(1)
                     results.write(r.coco(image_id))
                     if not args.no_draw:
-                        picture = draw_poses(r.image, r.poses, est.skeleton, threshold=args.threshold,
+                        picture = draw_poses(r.image, [p for p in r.poses if p.score >= min_person], est.skeleton,
+                                             threshold=args.threshold,
                                              show_scores=args.show_scores)
                         write_png(unique_path(out, r.path.stem, ".png", used), picture)
                         drawn += 1
@@ -274,7 +283,8 @@ def run(args: argparse.Namespace) -> int:
                     frames_total += 1
                     results.write(r.coco(video_base[r.path] + r.frame))
                     if r.path in writers:
-                        picture = draw_poses(r.image, r.poses, est.skeleton, threshold=args.threshold,
+                        picture = draw_poses(r.image, [p for p in r.poses if p.score >= min_person], est.skeleton,
+                                             threshold=args.threshold,
                                              show_scores=args.show_scores)
                         writers[r.path].write(np.ascontiguousarray(picture[:, :, ::-1]))
                 poses_total += len(r.poses)

@@ -25,11 +25,6 @@ Conventions
 - Map px -> network input px: x 4 (`stride`), then the inverse of the whole-image warp.
 
 Deliberate differences from the official code:
-- Assignment: scipy.optimize.linear_sum_assignment instead of the `munkres` package. The cost round(d)*100 - value
-  makes many assignments exactly equally cheap, so the solver's tie-breaking shows; scipy reproduces the fixture's
-  groupings in 6 of the 7 grouped fixture cases; in ae_group case 2 (a plateau of 7 identical candidates and
-  near-identical tags, built to provoke ties) it picks a different assignment of the same optimal cost at 2 of 16
-  joints. A textbook re-implementation of the munkres steps matched fewer cases, so scipy is used.
 - More than max_people people: the official KeypointsRef raises IndexError; here the extra people still get
   heatmaps but no reference rows.
 - Any skeleton, non-square maps, D-dimensional tags, top-k limited to h*w.
@@ -189,11 +184,23 @@ def keypoint_refs(keypoints: np.ndarray, size: Sequence[int], max_people: int = 
 
 
 def min_cost_assignment(cost: np.ndarray) -> list[tuple[int, int]]:
-    """Minimum-cost assignment of a [n, m] cost matrix -> (row, col) pairs sorted by row (scipy, rectangular)."""
-    from scipy.optimize import linear_sum_assignment
+    """Minimum-cost assignment of a [n, m] cost matrix (n <= m) -> (row, col) pairs sorted by row.
 
-    r, c = linear_sum_assignment(cost)
-    return [(int(i), int(j)) for i, j in zip(r, c)]
+    Solved with the `munkres` package, as the official parser does: the cost round(d)*100 - value makes many
+    assignments exactly equally cheap, and which of them is picked is the solver's (munkres 3 reproduces all four
+    ae_group fixture cases; scipy's linear_sum_assignment, the fallback when munkres is missing, picks another
+    equally cheap assignment at 2 of 16 joints in case 2, built from ties).
+    """
+    try:
+        from munkres import Munkres
+    except ImportError:
+        from scipy.optimize import linear_sum_assignment
+
+        r, c = linear_sum_assignment(cost)
+        return [(int(i), int(j)) for i, j in zip(r, c)]
+    if not np.size(cost):
+        return []
+    return sorted((int(i), int(j)) for i, j in Munkres().compute(np.asarray(cost, dtype=np.float64).tolist()))
 
 
 # ----------------------------------------------------------------------------------------------------------------
