@@ -232,14 +232,19 @@ def _decided(heat: np.ndarray, err: np.ndarray) -> np.ndarray:
     return flat.max(-1) - outside > 2 * err
 
 
+def _reference_and(weights_dir: Path, name: str, reference: str, backend: str,
+                   **kwargs) -> tuple[PoseEstimator, PoseEstimator, np.ndarray]:
+    """Two estimators (fp32 `reference`, `backend`) on the same seeded random weights, and 8 crops to compare on."""
+    path = weights_dir / f"{name}-{backend}.pth"
+    save_random_weights(name, path)
+    return (PoseEstimator(name, weights=path, backend=reference, batch_size=8),
+            PoseEstimator(name, weights=path, backend=backend, batch_size=8, **kwargs), crops_for(name, 8))
+
+
 def test_int8_keypoints_close_to_fp32(weights_dir: Path) -> None:
     name = "hrnet_w16_tiny_128x96"
-    path = weights_dir / f"{name}-int8.pth"
-    save_random_weights(name, path)
-    crops = crops_for(name, 8)
-    fp = PoseEstimator(name, weights=path, backend="onnxruntime", batch_size=8)
-    q = PoseEstimator(name, weights=path, backend=backends.INT8, batch_size=8,
-                      calibration=crops_for(name, 16, seed=7))  # calibrated on other crops than those compared
+    fp, q, crops = _reference_and(weights_dir, name, "onnxruntime", backends.INT8,
+                                  calibration=crops_for(name, 16, seed=7))  # calibrated on other crops than compared
     assert q.backend.name == backends.INT8 and q.backend.path.name.endswith(".onnx")
     x = fp.network_inputs(crops)
     hf, hq = fp.backend(x).numpy(), q.backend(x).numpy()
@@ -360,12 +365,7 @@ needs_bf16 = pytest.mark.skipif(not __import__("posekit.hardware", fromlist=["x"
 
 @needs_bf16
 def test_bf16_heatmaps_and_keypoints_close_to_fp32(weights_dir: Path) -> None:
-    name = "hrnet_w16_tiny_128x96"
-    path = weights_dir / f"{name}-bf16.pth"
-    save_random_weights(name, path)
-    crops = crops_for(name, 8)
-    fp = PoseEstimator(name, weights=path, backend="torch", batch_size=8)
-    bf = PoseEstimator(name, weights=path, backend=backends.BF16, batch_size=8)
+    fp, bf, crops = _reference_and(weights_dir, "hrnet_w16_tiny_128x96", "torch", backends.BF16)
     assert bf.backend.name == backends.BF16 and not bf.backend.note  # folded
     fp.flip_test = bf.flip_test = False  # the network outputs below then decode to the keypoints directly
     x = fp.network_inputs(crops)

@@ -23,6 +23,7 @@ HELP = "estimate poses on images, folders and videos; write keypoints JSON (COCO
 
 BOTTOMUP_PERSON_THRESHOLD = 0.2  # drawn people of a bottom-up model: its grouping also returns fragments
 
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from posekit import backends
 
@@ -195,6 +196,10 @@ def run(args: argparse.Namespace) -> int:
     est = make_estimator(args)
     min_person = args.person_threshold if args.person_threshold is not None else (
         BOTTOMUP_PERSON_THRESHOLD if est.task == "bottomup" else 0.0)
+
+    def drawing(r: Any) -> np.ndarray:
+        shown = [p for p in r.poses if p.score >= min_person]
+        return draw_poses(r.image, shown, est.skeleton, threshold=args.threshold, show_scores=args.show_scores)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -259,9 +264,7 @@ def run(args: argparse.Namespace) -> int:
                     bar.update(1)
                     results.write(r.coco(image_id))
                     if not args.no_draw:
-                        picture = draw_poses(r.image, [p for p in r.poses if p.score >= min_person], est.skeleton,
-                                             threshold=args.threshold,
-                                             show_scores=args.show_scores)
+                        picture = drawing(r)
                         write_png(unique_path(out, r.path.stem, ".png", used), picture)
                         drawn += 1
                         if est.task == "body3d" and r.poses:  # the 3-D skeletons beside the 2-D overlay
@@ -283,9 +286,7 @@ def run(args: argparse.Namespace) -> int:
                     frames_total += 1
                     results.write(r.coco(video_base[r.path] + r.frame))
                     if r.path in writers:
-                        picture = draw_poses(r.image, [p for p in r.poses if p.score >= min_person], est.skeleton,
-                                             threshold=args.threshold,
-                                             show_scores=args.show_scores)
+                        picture = drawing(r)
                         writers[r.path].write(np.ascontiguousarray(picture[:, :, ::-1]))
                 poses_total += len(r.poses)
     except KeyboardInterrupt:

@@ -102,6 +102,7 @@ def autocast_dtype(cfg: Config, device: torch.device) -> str | None:
         return "float16" if cfg.TRAIN.AMP else None
     return "bfloat16" if device.type == "cpu" and cfg.TRAIN.CPU_AMP and cpu_has_native_bf16() else None
 
+
 class ResumableSampler(DistributedSampler):
     """DistributedSampler (seeded permutation per epoch, rank slice) that can skip the first `start` samples."""
 
