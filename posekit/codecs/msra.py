@@ -45,14 +45,14 @@ def gaussian_window_targets(
         e = (r.astype(np.float32) - np.float32(x0)) ** 2
         g = np.exp(-(e[:, None] + e[None, :]) / np.float32(2 * float(sigma) ** 2))
         g = np.broadcast_to(g, (k, span, span))
-    gx = ul[:, :1] + r[None, :]  # [K,S] map column of each window column
-    gy = ul[:, 1:] + r[None, :]
-    okx = (gx >= 0) & (gx < w) & (r[None, :] < (br - ul)[:, :1])
-    oky = (gy >= 0) & (gy < h) & (r[None, :] < (br - ul)[:, 1:])
-    valid = oky[:, :, None] & okx[:, None, :] & (weight > 0.5)[:, None, None]
-    kk, iy, ix = np.nonzero(valid)
     target = np.zeros((k, h, w), dtype=np.float32)
-    target[kk, gy[kk, iy], gx[kk, ix]] = g[kk, iy, ix]
+    lo = np.maximum(-ul, 0)  # first window row / column inside the map
+    hi = np.minimum(np.minimum(br, (w, h)) - ul, br - ul)  # end of the window part inside the map
+    start = np.maximum(ul, 0)
+    for j in np.flatnonzero(weight > 0.5).tolist():  # slicing per joint: faster than one fancy-index scatter
+        (lx, ly), (hx, hy), (ax, ay) = lo[j].tolist(), hi[j].tolist(), start[j].tolist()
+        if hx > lx and hy > ly:
+            target[j, ay:ay + hy - ly, ax:ax + hx - lx] = g[j, ly:hy, lx:hx]
     return target, weight.reshape(k, 1)
 
 

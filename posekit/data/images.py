@@ -1,4 +1,5 @@
-"""The one image reader (data pipeline, inference, demo): OpenCV decode, a small LRU cache, reduced-size JPEG decoding.
+"""The one image reader (data pipeline, inference, demo): OpenCV decode, a small LRU cache, reduced-size and region
+JPEG decoding.
 
 Every decode first checks the file is complete (`check_complete`): a 0-byte file, a JPEG without its end-of-image
 marker after the image data or a PNG without its IEND chunk is a DataError naming the file (OpenCV alone decodes a
@@ -8,6 +9,9 @@ Reduced decoding (`cv2.IMREAD_REDUCED_COLOR_{2,4,8}`) lets libjpeg scale the DCT
 large photos. Pixel (i, j) of an image reduced by `r` covers the full-size pixels r*i .. r*i + r-1, so its
 centre is at full-size coordinate r*i + (r-1)/2; `reduction_matrix(r)` is that map, and an affine matrix M
 for the full image becomes M @ reduction_matrix(r) for the reduced one.
+
+Region decoding (`posekit.data.jpeg`, libjpeg-turbo) decodes only the pixels under one training crop when the
+cache has no room to gain from a whole image; the crop is bit-identical to one cut from the whole image.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections import OrderedDict
 import cv2
 import numpy as np
 
+from posekit.data import jpeg
 from posekit.errors import DataError
 
 _FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
@@ -145,23 +150,52 @@ class ImageReader:
 
     Entries are keyed by (path, factor), so a crop's pixels never depend on what else is cached. With `bgra`
     (default) a constant alpha channel is added after decoding: OpenCV warps 4-channel images with SIMD, about
-    2.5x faster than 3-channel ones, bit-identical in the colour channels.
+    2.5x faster than 3-channel ones, bit-identical in the colour channels. With `region_decoding` (default; needs
+    libjpeg-turbo, see posekit.data.jpeg), a read that names its crop and misses a full cache decodes only that
+    crop's source region of a JPEG: the image is then valid only there (zero elsewhere) and is not cached.
     """
 
-    def __init__(self, cache_size: int = 8, reduced_decoding: bool = True, bgra: bool = True) -> None:
+    def __init__(self, cache_size: int = 8, reduced_decoding: bool = True, bgra: bool = True,
+                 region_decoding: bool = True) -> None:
         self.cache_size = int(cache_size)
         self.reduced_decoding = bool(reduced_decoding)
         self.bgra = bool(bgra)
+        self.region_decoding = bool(region_decoding)
         self._cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
         self._sizes: dict[str, tuple[int, int]] = {}
         self._is_jpeg: dict[str, bool] = {}
+        self._last: tuple[str, np.ndarray] | None = None  # the bytes read by `size`, for the decode that follows
         self.hits = 0
         self.misses = 0
+        self.regions = 0
 
     def clear(self) -> None:
         """Drop the cached images and statistics."""
         self._cache.clear()
-        self.hits = self.misses = 0
+        self._last = None
+        self.hits = self.misses = self.regions = 0
+
+    def _bytes(self, path: str) -> np.ndarray:
+        if self._last is not None and self._last[0] == path:
+            data = self._last[1]
+            self._last = None
+            return data
+        return read_file(path)
+
+    def size(self, path: str) -> tuple[int, int]:
+        """Full-size (w, h) of an image: from the JPEG header (the file is decoded only if it is not a JPEG)."""
+        path = os.fspath(path)
+        size = self._sizes.get(path)
+        if size is None:
+            data = read_file(path)
+            size = jpeg_size(data)
+            if size is None:
+                self._is_jpeg[path] = False
+                self._last = (path, data)
+                return self.read(path, 1)[2]
+            self._sizes[path] = size
+            self._last = (path, data)
+        return size
 
     def allowed_factor(self, path: str, factor: int) -> int:
         """The reduction that will actually be used for `path` when up to `factor` is allowed."""
@@ -170,8 +204,12 @@ class ImageReader:
             return 1
         return max(r for r in REDUCTIONS if r <= factor)
 
-    def read(self, path: str, factor: int = 1) -> tuple[np.ndarray, int, tuple[int, int]]:
-        """(BGR(A) image, reduction factor used, full-size (w, h)); `factor` is the largest reduction allowed."""
+    def read(self, path: str, factor: int = 1, crop: tuple[np.ndarray, tuple[int, int]] | None = None,
+             ) -> tuple[np.ndarray, int, tuple[int, int]]:
+        """(BGR(A) image, reduction factor used, full-size (w, h)); `factor` is the largest reduction allowed.
+
+        `crop` = (full-size image px -> crop px [2, 3] matrix, crop (w, h)) allows a region decode (see the class).
+        """
         path = os.fspath(path)
         factor = self.allowed_factor(path, factor)
         key = (path, factor)
@@ -181,14 +219,18 @@ class ImageReader:
             self.hits += 1
             return img, factor, self._sizes[path]
         self.misses += 1
-        data = read_file(path)
-        if factor > 1:
+        data = self._bytes(path)
+        if factor > 1 or crop is not None:
             size = self._sizes.get(path) or jpeg_size(data)
             if size is None:  # not a JPEG after all: decode at full size
                 self._is_jpeg[path] = False
                 factor = 1
             else:
                 self._sizes[path] = size
+                if crop is not None and self._wants_region():
+                    region = self._read_region(data, path, factor, size, crop)
+                    if region is not None:
+                        return region, factor, size
         img = _decode(data, factor, path)
         if factor == 1:
             self._sizes[path] = (img.shape[1], img.shape[0])
@@ -203,3 +245,20 @@ class ImageReader:
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return img, factor, self._sizes[path]
+
+    def _wants_region(self) -> bool:
+        # a whole image is worth decoding while the cache has room for it; once full, only the crop is
+        return self.region_decoding and len(self._cache) >= self.cache_size and jpeg.available()
+
+    def _read_region(self, data: np.ndarray, path: str, factor: int, size: tuple[int, int],
+                     crop: tuple[np.ndarray, tuple[int, int]]) -> np.ndarray | None:
+        matrix, out_size = crop
+        m = np.asarray(matrix, dtype=np.float64)[:2]
+        if factor > 1:
+            m = m @ reduction_matrix(factor)
+        check_complete(data, path)
+        out = jpeg.decode_region(data, jpeg.source_box(m, out_size), factor, alpha=self.bgra)
+        if out is None or out[0].shape[:2] != (-(-size[1] // factor), -(-size[0] // factor)):
+            return None
+        self.regions += 1
+        return out[0]

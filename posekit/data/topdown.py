@@ -89,6 +89,7 @@ class TopDownDataset(Dataset):
         joint_weights: bool = False,
         cache_size: int = 8,
         reduced_decoding: bool = True,
+        region_decoding: bool = True,
     ) -> None:
         self.records = list(records)
         self.codec = codec
@@ -101,7 +102,8 @@ class TopDownDataset(Dataset):
         self.input_size = (int(codec.input_size[0]), int(codec.input_size[1]))
         self.aspect_ratio = self.input_size[0] / self.input_size[1]
         self.kind = getattr(codec, "affine", "standard")
-        self.reader = ImageReader(cache_size=cache_size, reduced_decoding=reduced_decoding)
+        self.reader = ImageReader(cache_size=cache_size, reduced_decoding=reduced_decoding,
+                                  region_decoding=region_decoding)
         self.timings: dict[str, float] | None = None  # set to {} to accumulate seconds per stage
         k = skeleton.num_keypoints
         if int(getattr(codec, "num_keypoints", k)) != k:
@@ -149,8 +151,7 @@ class TopDownDataset(Dataset):
             aug = self.augmentation(index)
             matrix = geometry.affine_matrix(aug.center, aug.size, aug.rotation, self.input_size, kind=self.kind)
         with self._timed("decode"):
-            image, factor, (width, height) = self.reader.read(rec.image_path, max_reduction(matrix))
-        with self._timed("warp"):
+            width, height = self.reader.size(rec.image_path)
             center = aug.center
             if aug.flip:
                 center = aug.center.copy()
@@ -158,6 +159,8 @@ class TopDownDataset(Dataset):
                 flip = np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
                 m = geometry.affine_matrix(center, aug.size, aug.rotation, self.input_size, kind=self.kind)
                 matrix = m @ flip
+            image, factor, _ = self.reader.read(rec.image_path, max_reduction(matrix), crop=(matrix, self.input_size))
+        with self._timed("warp"):
             image_matrix = matrix if factor == 1 else matrix @ reduction_matrix(factor)
             crop = cv2.warpAffine(image, image_matrix, self.input_size, flags=cv2.INTER_LINEAR)
             if aug.brightness != 1.0 or aug.contrast != 1.0:
@@ -216,7 +219,9 @@ class ImageGroupedSampler(Sampler[int]):
 
     Images are shuffled, and so are the people inside each image; with a DataLoader a batch goes to one
     worker, so all people of an image in that batch are cropped from one decode. Opt-in: batches then hold
-    fewer distinct images than with a plain RandomSampler.
+    fewer distinct images than with a plain RandomSampler. Pair it with `TopDownDataset(region_decoding=False)`:
+    region decoding (the default, for random order) would decode each person's region instead of reusing one
+    cached whole image.
     """
 
     def __init__(self, records: Sequence[PoseRecord], shuffle: bool = True, seed: int = 0) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from posekit.cli import main
+from posekit.data import jpeg
 
 
 def test_bench_pipeline_synthetic_json(monkeypatch, tmp_path, capsys):
@@ -19,6 +20,11 @@ def test_bench_pipeline_synthetic_json(monkeypatch, tmp_path, capsys):
         assert {"decode", "warp", "encode", "normalize"} <= set(v["ms_per_sample"])
     assert result["samples_per_s"] == result["variants"][1]["samples_per_s"]
     assert 0 <= result["variants"][2]["cache_hit_rate"] <= 1
+    posekit, grouped = result["variants"][1], result["variants"][2]
+    assert posekit["vs_official"] == posekit["rounds_vs_official"][0] > 0
+    assert grouped["region_decode_fraction"] == 0  # grouped order reuses whole cached images
+    if jpeg.available():  # 24 images, a cache of 8: once it is full, the misses are region decodes
+        assert posekit["region_decode_fraction"] > 0.3
 
 
 def test_bench_pipeline_table(data_dir, capsys):
