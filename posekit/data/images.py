@@ -165,6 +165,7 @@ class ImageReader:
         self._sizes: dict[str, tuple[int, int]] = {}
         self._is_jpeg: dict[str, bool] = {}
         self._last: tuple[str, np.ndarray] | None = None  # the bytes read by `size`, for the decode that follows
+        self._pending: tuple[str, tuple[np.ndarray, int, tuple[int, int]]] | None = None  # what `size` decoded
         self.hits = 0
         self.misses = 0
         self.regions = 0
@@ -172,7 +173,7 @@ class ImageReader:
     def clear(self) -> None:
         """Drop the cached images and statistics."""
         self._cache.clear()
-        self._last = None
+        self._last = self._pending = None
         self.hits = self.misses = self.regions = 0
 
     def _bytes(self, path: str) -> np.ndarray:
@@ -189,10 +190,12 @@ class ImageReader:
         if size is None:
             data = read_file(path)
             size = jpeg_size(data)
-            if size is None:
+            if size is None:  # not a JPEG: decode it now and hand the image to the next read
                 self._is_jpeg[path] = False
                 self._last = (path, data)
-                return self.read(path, 1)[2]
+                decoded = self.read(path, 1)
+                self._pending = (path, decoded)
+                return decoded[2]
             self._sizes[path] = size
             self._last = (path, data)
         return size
@@ -212,6 +215,9 @@ class ImageReader:
         """
         path = os.fspath(path)
         factor = self.allowed_factor(path, factor)
+        if self._pending is not None and self._pending[0] == path and factor == 1:
+            decoded, self._pending = self._pending[1], None
+            return decoded
         key = (path, factor)
         img = self._cache.get(key)
         if img is not None:

@@ -145,3 +145,14 @@ def test_reader_without_the_library_decodes_whole_images(monkeypatch, tmp_path):
     m = geometry.affine_matrix((100.0, 100.0), (60.0, 80.0), 0.0, (48, 64))
     img, _, _ = reader.read(path, 1, crop=(m, (48, 64)))
     assert reader.regions == 0 and (img[..., 3] == 255).all()
+
+
+def test_size_of_a_png_decodes_it_once(tmp_path):
+    path = str(tmp_path / "a.png")
+    cv2.imwrite(path, _photo(90, 70, 5))
+    reader = ImageReader(cache_size=0)
+    assert reader.size(path) == (90, 70)
+    img, factor, size = reader.read(path, 4, crop=(np.eye(3)[:2], (8, 8)))
+    assert reader.misses == 1 and factor == 1 and size == (90, 70) and img.shape == (70, 90, 4)
+    reader.read(path, 1)
+    assert reader.misses == 2
