@@ -139,18 +139,17 @@ def decode_region(data: np.ndarray, box: tuple[int, int, int, int], factor: int 
     out = np.zeros((sh, sw, channels), np.uint8)
     if x1 <= x0 or y1 <= y0:
         return out, (0, 0, 0, 0)
-    # chroma upsampling treats the region's edges as image edges: decode one block more on every side
-    rx0, ry0 = max(x0 - mcu, 0), max(y0 - mcu, 0)
+    # horizontal chroma upsampling treats the region's left and right edges as image edges: decode one block
+    # more on both sides (rows need no margin: libjpeg keeps the context rows when it skips or stops)
+    rx0, ry0 = max(x0 - mcu, 0), y0
     rx0 -= rx0 % mcu
-    rx1, ry1 = min(x1 + mcu, sw), min(y1 + mcu, sh)
+    rx1, ry1 = min(x1 + mcu, sw), y1
     if lib.tj3SetCroppingRegion(h, _Region(rx0, ry0, rx1 - rx0, ry1 - ry0)) != 0:
         return None
     pitch = out.strides[0]
     dst = out.ctypes.data + ry0 * pitch + rx0 * channels
     if lib.tj3Decompress8(h, ptr, size, dst, pitch, _PF_BGRA if alpha else _PF_BGR) != 0:
         return None  # errors and warnings alike: the caller's full decode decides
-    out[ry0:y0, rx0:rx1] = 0
-    out[y1:ry1, rx0:rx1] = 0
     out[y0:y1, rx0:x0] = 0
     out[y0:y1, x1:rx1] = 0
     return out, (x0, y0, x1, y1)
