@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import io
 import itertools
 import json
@@ -438,17 +439,31 @@ def _warn_empty(src: str) -> None:
     warnings.warn(f"{src}: the results list is empty, so every AP/AR is 0", stacklevel=3)
 
 
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Any:
+    """Pause Python's cyclic garbage collector: parsing and matching create ~10^5 acyclic objects, whose
+    allocation triggers full collections (measured: 0.27-0.30 s instead of 0.29-0.43 s for 17k results)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def coco_keypoints(gt_json_path: GroundTruth, results: Results, sigmas: Sigmas = None,
                    backend: str = "pycocotools") -> dict[str, float]:
     """COCO keypoint AP/AR: the 10 pycocotools stats by name, in pycocotools order."""
     if backend not in BACKENDS:
         raise DataError(f"unknown evaluation backend {backend!r}; expected one of {BACKENDS}")
-    gt = load_ground_truth(gt_json_path)
-    res, values = _load_results(results, gt)
-    if not res:
-        _warn_empty(_name(results))
-    ev = run_cocoeval(gt, res, resolve_sigmas(gt, sigmas), backend, values=values)
-    return {name: float(v) for name, v in zip(STAT_NAMES, np.asarray(ev.stats)[:10])}
+    with _no_cyclic_gc():
+        gt = load_ground_truth(gt_json_path)
+        res, values = _load_results(results, gt)
+        if not res:
+            _warn_empty(_name(results))
+        ev = run_cocoeval(gt, res, resolve_sigmas(gt, sigmas), backend, values=values)
+        return {name: float(v) for name, v in zip(STAT_NAMES, np.asarray(ev.stats)[:10])}
 
 
 def crowd_index_split(gt: dict, split: tuple[float, float] = CROWD_INDEX_SPLIT) -> tuple[list, list, list]:

@@ -240,3 +240,25 @@ def test_ground_truth_without_labelled_people_is_an_error(tmp_path):
     res = [{"image_id": 1, "category_id": 1, "keypoints": [1, 1, 1, 2, 2, 1], "score": 0.5}]
     with pytest.raises(DataError, match="empty_gt.json: ground truth has no non-crowd annotation"):
         coco_keypoints(path, res)
+
+
+def test_collector_state_is_restored(tmp_path):
+    import gc
+
+    gt = {"images": [{"id": 1, "width": 10, "height": 10}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "area": 50.0, "bbox": [0, 0, 5, 10],
+                           "iscrowd": 0, "num_keypoints": 1, "keypoints": [2, 2, 2] + [0, 0, 0] * 16}],
+          "categories": [{"id": 1, "name": "person", "keypoints": [f"k{i}" for i in range(17)], "skeleton": []}]}
+    result = [{"image_id": 1, "category_id": 1, "score": 1.0, "keypoints": [2, 2, 1] + [0, 0, 0] * 16}]
+    assert gc.isenabled()
+    assert coco.coco_keypoints(gt, result)["AP"] > 0.99
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        coco.coco_keypoints(gt, result)
+        assert not gc.isenabled()  # a caller's disabled collector stays disabled
+    finally:
+        gc.enable()
+    with pytest.raises(DataError):
+        coco.coco_keypoints(gt, [{"image_id": 99, "category_id": 1, "score": 1.0, "keypoints": [0] * 51}])
+    assert gc.isenabled()
