@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import importlib.metadata
+import math
 import os
 import threading
 from collections.abc import Iterator
@@ -158,10 +159,13 @@ def decode_region(data: np.ndarray, box: tuple[int, int, int, int], factor: int 
 def source_box(matrix: np.ndarray, out_size: tuple[int, int], margin: int = 2) -> tuple[int, int, int, int]:
     """(x0, y0, x1, y1), x1/y1 exclusive: the source pixels a bilinear warp with this source->output `matrix` to
     an `out_size` (w, h) output reads, widened by `margin` px (OpenCV rounds source positions to 1/32 px)."""
-    m = np.vstack([np.asarray(matrix, dtype=np.float64)[:2], [0.0, 0.0, 1.0]])
-    inv = np.linalg.inv(m)
+    (a, b, c), (d, e, f) = np.asarray(matrix, dtype=np.float64)[:2].tolist()
+    det = a * e - b * d
     w, h = out_size
-    corners = np.array([[0.0, 0.0, 1.0], [w - 1.0, 0.0, 1.0], [0.0, h - 1.0, 1.0], [w - 1.0, h - 1.0, 1.0]])
-    src = corners @ inv[:2].T
-    lo, hi = np.floor(src.min(axis=0)), np.floor(src.max(axis=0))
-    return (int(lo[0]) - margin, int(lo[1]) - margin, int(hi[0]) + 2 + margin, int(hi[1]) + 2 + margin)
+    xs, ys = [], []
+    for u, v in ((0.0, 0.0), (w - 1.0, 0.0), (0.0, h - 1.0), (w - 1.0, h - 1.0)):  # crop corners -> source
+        du, dv = u - c, v - f
+        xs.append((e * du - b * dv) / det)
+        ys.append((a * dv - d * du) / det)
+    return (math.floor(min(xs)) - margin, math.floor(min(ys)) - margin,
+            math.floor(max(xs)) + 2 + margin, math.floor(max(ys)) + 2 + margin)
