@@ -152,7 +152,9 @@ class ImageReader:
     (default) a constant alpha channel is added after decoding: OpenCV warps 4-channel images with SIMD, about
     2.5x faster than 3-channel ones, bit-identical in the colour channels. With `region_decoding` (default; needs
     libjpeg-turbo, see posekit.data.jpeg), a read that names its crop and misses a full cache decodes only that
-    crop's source region of a JPEG: the image is then valid only there (zero elsewhere) and is not cached.
+    crop's source region of a JPEG: the image is then valid only there and only until the next read (it lives in
+    one reused buffer, so a region read allocates nothing), and is not cached. A reader is for one thread, as its
+    cache is.
     """
 
     def __init__(self, cache_size: int = 8, reduced_decoding: bool = True, bgra: bool = True,
@@ -166,6 +168,7 @@ class ImageReader:
         self._is_jpeg: dict[str, bool] = {}
         self._last: tuple[str, np.ndarray] | None = None  # the bytes read by `size`, for the decode that follows
         self._pending: tuple[str, tuple[np.ndarray, int, tuple[int, int]]] | None = None  # what `size` decoded
+        self._scratch = np.empty(0, np.uint8)  # the buffer region reads decode into
         self.hits = 0
         self.misses = 0
         self.regions = 0
@@ -263,8 +266,11 @@ class ImageReader:
         if factor > 1:
             m = m @ reduction_matrix(factor)
         check_complete(data, path)
-        out = jpeg.decode_region(data, jpeg.source_box(m, out_size), factor, alpha=self.bgra)
-        if out is None or out[0].shape[:2] != (-(-size[1] // factor), -(-size[0] // factor)):
+        shape = (-(-size[1] // factor), -(-size[0] // factor), 4 if self.bgra else 3)
+        if self._scratch.size < shape[0] * shape[1] * shape[2]:
+            self._scratch = np.empty(shape[0] * shape[1] * shape[2], np.uint8)
+        out = jpeg.decode_region(data, jpeg.source_box(m, out_size), factor, alpha=self.bgra, scratch=self._scratch)
+        if out is None or out[0].shape != shape:
             return None
         self.regions += 1
         return out[0]

@@ -109,13 +109,15 @@ def _handle(lib: ctypes.CDLL) -> int:
     return h
 
 
-def decode_region(data: np.ndarray, box: tuple[int, int, int, int], factor: int = 1,
-                  alpha: bool = True) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+def decode_region(data: np.ndarray, box: tuple[int, int, int, int], factor: int = 1, alpha: bool = True,
+                  scratch: np.ndarray | None = None) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
     """Decode the pixels of `box` (x0, y0, x1, y1 in the 1/`factor`-size image) of a JPEG into an image of the
     whole 1/`factor` size, zero outside the box; (image, box clipped to the image), or None when TurboJPEG cannot
     decode this file exactly as a full decode would (not a JPEG, CMYK, 12-bit, lossless, corrupt data, ...).
 
-    `alpha` gives BGRA with alpha 255 (as cv2.COLOR_BGR2BGRA), else BGR.
+    `alpha` gives BGRA with alpha 255 (as cv2.COLOR_BGR2BGRA), else BGR. With `scratch` (a flat uint8 array of at
+    least h * w * channels bytes) the image is a view of it and its pixels outside the box are left as they were:
+    no allocation and no zeroing, for a caller that reads only the box.
     """
     lib = library()
     if lib is None or factor not in (1, 2, 4, 8):
@@ -137,7 +139,12 @@ def decode_region(data: np.ndarray, box: tuple[int, int, int, int], factor: int 
     x0, y0 = max(int(box[0]), 0), max(int(box[1]), 0)
     x1, y1 = min(int(box[2]), sw), min(int(box[3]), sh)
     channels = 4 if alpha else 3
-    out = np.zeros((sh, sw, channels), np.uint8)
+    if scratch is None:
+        out = np.zeros((sh, sw, channels), np.uint8)
+    elif scratch.dtype == np.uint8 and scratch.ndim == 1 and scratch.size >= sh * sw * channels:
+        out = scratch[:sh * sw * channels].reshape(sh, sw, channels)
+    else:
+        raise ValueError(f"scratch: expected a flat uint8 array of >= {sh * sw * channels} bytes")
     if x1 <= x0 or y1 <= y0:
         return out, (0, 0, 0, 0)
     # horizontal chroma upsampling treats the region's left and right edges as image edges: decode one block
@@ -151,8 +158,9 @@ def decode_region(data: np.ndarray, box: tuple[int, int, int, int], factor: int 
     dst = out.ctypes.data + ry0 * pitch + rx0 * channels
     if lib.tj3Decompress8(h, ptr, size, dst, pitch, _PF_BGRA if alpha else _PF_BGR) != 0:
         return None  # errors and warnings alike: the caller's full decode decides
-    out[y0:y1, rx0:x0] = 0
-    out[y0:y1, x1:rx1] = 0
+    if scratch is None:
+        out[y0:y1, rx0:x0] = 0
+        out[y0:y1, x1:rx1] = 0
     return out, (x0, y0, x1, y1)
 
 

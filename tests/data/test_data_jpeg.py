@@ -66,6 +66,19 @@ def test_region_pixels_are_the_full_decode(kind):
 
 
 @needs_turbojpeg
+def test_region_into_scratch_buffer():
+    data = _jpegs()["420"]
+    full = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    scratch = np.full(333 * 251 * 4 + 100, 7, np.uint8)
+    img, box = jpeg.decode_region(data, (40, 30, 200, 120), scratch=scratch)
+    assert np.shares_memory(img, scratch) and box == (40, 30, 200, 120)
+    np.testing.assert_array_equal(img[30:120, 40:200, :3], full[30:120, 40:200])
+    assert (img[:30] == 7).all()  # outside the box: left as it was
+    with pytest.raises(ValueError, match="scratch"):
+        jpeg.decode_region(data, (0, 0, 8, 8), scratch=np.empty(100, np.uint8))
+
+
+@needs_turbojpeg
 def test_region_refuses_what_it_cannot_decode_exactly():
     png = cv2.imencode(".png", _photo(64, 48, 2))[1].reshape(-1)
     assert jpeg.decode_region(png, (0, 0, 10, 10)) is None
@@ -134,7 +147,11 @@ def test_reader_regions_only_when_the_cache_is_full(tmp_path):
     assert (reader.misses, reader.regions) == (3, 1)  # two whole images fill the cache, then a region
     assert reader.read(paths[0], 1, crop=(m, (48, 64)))[0][0, 0, 3] == 255  # cached whole image
     img, factor, size = reader.read(paths[2], 1, crop=(m, (48, 64)))
-    assert reader.regions == 2 and factor == 1 and size == (640, 480) and not img[0, 0].any()
+    assert reader.regions == 2 and factor == 1 and size == (640, 480)
+    x0, y0, x1, y1 = jpeg.source_box(m, (48, 64))
+    whole = cv2.imread(paths[2])
+    np.testing.assert_array_equal(img[y0:y1, x0:x1, :3], whole[y0:y1, x0:x1])  # valid inside the crop's source
+    np.testing.assert_array_equal(cv2.warpAffine(img, m, (48, 64))[..., :3], cv2.warpAffine(whole, m, (48, 64)))
 
 
 def test_reader_without_the_library_decodes_whole_images(monkeypatch, tmp_path):
