@@ -248,7 +248,7 @@ def test_collector_state_is_restored(tmp_path):
     gt = {"images": [{"id": 1, "width": 10, "height": 10}],
           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "area": 50.0, "bbox": [0, 0, 5, 10],
                            "iscrowd": 0, "num_keypoints": 1, "keypoints": [2, 2, 2] + [0, 0, 0] * 16}],
-          "categories": [{"id": 1, "name": "person", "keypoints": [f"k{i}" for i in range(17)], "skeleton": []}]}
+          "categories": [{"id": 1, "name": "person", "keypoints": list(COCO17.keypoints), "skeleton": []}]}
     result = [{"image_id": 1, "category_id": 1, "score": 1.0, "keypoints": [2, 2, 1] + [0, 0, 0] * 16}]
     assert gc.isenabled()
     assert coco.coco_keypoints(gt, result)["AP"] > 0.99
