@@ -75,7 +75,8 @@ class TopDownDataset(Dataset):
     ann_id, center / size / scale (the box used, centre in the flipped frame when flipped, as official), rotation,
     flipped, half_body, score, area, joints / joints_vis (record keypoints, image px), joints_crop / visible_crop
     (what was encoded), trans (image px -> crop px, flip included), image_width / image_height, reduction, and
-    codec extras as target_*.
+    codec extras as target_*. `region_decoding` (see ImageReader) defaults to `train`: training reads in random
+    order, evaluation reads the boxes of one image in a row and reuses the cached whole image.
     """
 
     def __init__(
@@ -89,7 +90,7 @@ class TopDownDataset(Dataset):
         joint_weights: bool = False,
         cache_size: int = 8,
         reduced_decoding: bool = True,
-        region_decoding: bool = True,
+        region_decoding: bool | None = None,
     ) -> None:
         self.records = list(records)
         self.codec = codec
@@ -102,8 +103,9 @@ class TopDownDataset(Dataset):
         self.input_size = (int(codec.input_size[0]), int(codec.input_size[1]))
         self.aspect_ratio = self.input_size[0] / self.input_size[1]
         self.kind = getattr(codec, "affine", "standard")
-        self.reader = ImageReader(cache_size=cache_size, reduced_decoding=reduced_decoding,
-                                  region_decoding=region_decoding)
+        self.reader = ImageReader(
+            cache_size=cache_size, reduced_decoding=reduced_decoding,
+            region_decoding=self.train if region_decoding is None else region_decoding)
         self.timings: dict[str, float] | None = None  # set to {} to accumulate seconds per stage
         k = skeleton.num_keypoints
         if int(getattr(codec, "num_keypoints", k)) != k:

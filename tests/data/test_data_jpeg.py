@@ -15,7 +15,7 @@ from posekit.data.coco import load_coco
 from posekit.data.images import ImageReader
 from posekit.data.topdown import TopDownDataset
 
-needs_turbojpeg = pytest.mark.skipif(not jpeg.available(), reason="needs libturbojpeg 3 (the turbojpeg wheel)")
+needs_turbojpeg = pytest.mark.skipif(not jpeg.available(), reason="needs libturbojpeg 3: pip install posekit[fast]")
 
 _REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
             8: cv2.IMREAD_REDUCED_COLOR_8}
@@ -173,3 +173,12 @@ def test_size_of_a_png_decodes_it_once(tmp_path):
     assert reader.misses == 1 and factor == 1 and size == (90, 70) and img.shape == (70, 90, 4)
     reader.read(path, 1)
     assert reader.misses == 2
+
+
+def test_region_decoding_defaults_to_training(tmp_path):
+    records = synthetic_records(tmp_path, num_images=1)
+    codec = codecs.build("msra", input_size=(192, 256), heatmap_size=(48, 64), num_keypoints=17)
+    sk = skeletons.get("coco")
+    assert TopDownDataset(records, codec, sk, AugmentConfig()).reader.region_decoding
+    assert not TopDownDataset(records, codec, sk, None, train=False).reader.region_decoding  # boxes of an image in a row
+    assert TopDownDataset(records, codec, sk, None, train=False, region_decoding=True).reader.region_decoding
