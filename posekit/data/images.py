@@ -166,7 +166,6 @@ class ImageReader:
         self._cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
         self._sizes: dict[str, tuple[int, int]] = {}
         self._is_jpeg: dict[str, bool] = {}
-        self._last: tuple[str, np.ndarray] | None = None  # the bytes read by `size`, for the decode that follows
         self._pending: tuple[str, tuple[np.ndarray, int, tuple[int, int]]] | None = None  # what `size` decoded
         self._scratch = np.empty(0, np.uint8)  # the buffer region reads decode into
         self.hits = 0
@@ -176,31 +175,21 @@ class ImageReader:
     def clear(self) -> None:
         """Drop the cached images and statistics."""
         self._cache.clear()
-        self._last = self._pending = None
+        self._pending = None
         self.hits = self.misses = self.regions = 0
-
-    def _bytes(self, path: str) -> np.ndarray:
-        if self._last is not None and self._last[0] == path:
-            data = self._last[1]
-            self._last = None
-            return data
-        return read_file(path)
 
     def size(self, path: str) -> tuple[int, int]:
         """Full-size (w, h) of an image: from the JPEG header (the file is decoded only if it is not a JPEG)."""
         path = os.fspath(path)
         size = self._sizes.get(path)
         if size is None:
-            data = read_file(path)
-            size = jpeg_size(data)
+            size = jpeg_size(read_file(path))  # once per path: later calls find it in _sizes
             if size is None:  # not a JPEG: decode it now and hand the image to the next read
                 self._is_jpeg[path] = False
-                self._last = (path, data)
                 decoded = self.read(path, 1)
                 self._pending = (path, decoded)
                 return decoded[2]
             self._sizes[path] = size
-            self._last = (path, data)
         return size
 
     def allowed_factor(self, path: str, factor: int) -> int:
@@ -228,7 +217,7 @@ class ImageReader:
             self.hits += 1
             return img, factor, self._sizes[path]
         self.misses += 1
-        data = self._bytes(path)
+        data = read_file(path)
         if factor > 1 or crop is not None:
             size = self._sizes.get(path) or jpeg_size(data)
             if size is None:  # not a JPEG after all: decode at full size

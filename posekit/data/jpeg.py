@@ -8,9 +8,9 @@ which tests/data/test_data_jpeg.py checks against OpenCV's own decoder.
 
 The library is looked up, in order, at $POSEKIT_TURBOJPEG (a path; `off` disables region decoding), in the
 `turbojpeg` wheel (`pip install posekit[fast]` on Linux x86-64; it bundles libturbojpeg 3), and as a system
-libturbojpeg with the version-3 API (e.g. Debian's libturbojpeg0, as PyTurboJPEG users have). Without one, `available()` is False and callers decode whole images with
-OpenCV. Any TurboJPEG error or warning makes `decode_region` return None, so the caller's OpenCV path keeps
-deciding what a bad file is.
+libturbojpeg with the version-3 API (e.g. Debian's libturbojpeg0, as PyTurboJPEG users have). Without one,
+`available()` is False and callers decode whole images with OpenCV. Any TurboJPEG error or warning makes
+`decode_region` return None, so the caller's OpenCV path keeps deciding what a bad file is.
 """
 
 from __future__ import annotations

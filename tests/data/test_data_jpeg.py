@@ -180,5 +180,6 @@ def test_region_decoding_defaults_to_training(tmp_path):
     codec = codecs.build("msra", input_size=(192, 256), heatmap_size=(48, 64), num_keypoints=17)
     sk = skeletons.get("coco")
     assert TopDownDataset(records, codec, sk, AugmentConfig()).reader.region_decoding
-    assert not TopDownDataset(records, codec, sk, None, train=False).reader.region_decoding  # boxes of an image in a row
+    # evaluation reads the boxes of an image in a row: whole images from the cache
+    assert not TopDownDataset(records, codec, sk, None, train=False).reader.region_decoding
     assert TopDownDataset(records, codec, sk, None, train=False, region_decoding=True).reader.region_decoding
