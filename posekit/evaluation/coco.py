@@ -8,11 +8,11 @@ detections without any positive keypoint score dropped; AP per crowd-index split
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import gc
 import io
-import itertools
 import json
 import os
 import warnings
@@ -77,6 +77,8 @@ def load_ground_truth(gt: GroundTruth, *, use_area: bool = True) -> dict:
             raise DataError(f"{src}: images[{i}] has no 'id'")
     num_kpts = None
     for i, ann in enumerate(data["annotations"]):
+        if not isinstance(ann, dict):
+            raise DataError(f"{src}: annotations[{i}] is a {type(ann).__name__}, expected an object")
         where = f"{src}: annotations[{i}] (id {ann.get('id', '?')})"
         for key in ("id", "image_id", "category_id", "keypoints", "bbox"):
             if key not in ann:
@@ -97,10 +99,31 @@ def load_ground_truth(gt: GroundTruth, *, use_area: bool = True) -> dict:
         elif "area" not in ann:
             raise DataError(f"{where} has no 'area' (COCO OKS divides by it); add it, or evaluate with "
                             f"use_area=False / --metric crowdpose (area = 0.53 x box area)")
+    _check_unique_ids(data, src)
     if not any(a["num_keypoints"] > 0 and not a["iscrowd"] for a in data["annotations"]):
         raise DataError(f"{src}: ground truth has no non-crowd annotation with a labelled keypoint, so every AP/AR "
                         "would be -1; is this the right file?")
     return data
+
+
+def _check_unique_ids(data: dict, src: str) -> None:
+    """DataError naming repeated annotation ids, or image ids shared by different images.
+
+    pycocotools and faster-coco-eval key annotations and images by id: a repeated annotation id silently drops
+    ground truth (and changes AP); an image id given to two different files pools their people into one image.
+    Identical repeated image entries are harmless and allowed.
+    """
+    counts = collections.Counter(a["id"] for a in data["annotations"])
+    if len(counts) != len(data["annotations"]):
+        dup = sorted((i for i, n in counts.items() if n > 1), key=str)
+        raise DataError(f"{src}: {len(dup)} annotation ids are used more than once (first: {dup[:5]}); "
+                        "the evaluators key annotations by id, so every annotation needs its own id")
+    first: dict[Any, dict] = {}
+    for i, img in enumerate(data["images"]):
+        seen = first.setdefault(img["id"], img)
+        if seen is not img and seen != img:
+            raise DataError(f"{src}: images[{i}] repeats image id {img['id']!r} of a different image "
+                            f"({seen.get('file_name')!r} vs {img.get('file_name')!r}); image ids must be unique")
 
 
 def num_keypoints(gt: dict) -> int:
@@ -206,12 +229,13 @@ def _keypoint_values(data: Sequence[Any], k: int) -> np.ndarray | None:
         return None
     try:
         kps = [r["keypoints"] for r in data]
-        if all(type(kp) is list and len(kp) == 3 * k for kp in kps):  # a parsed file: one flat pass, no nesting
-            return np.fromiter(itertools.chain.from_iterable(kps), np.float64, len(kps) * 3 * k).reshape(-1, 3 * k)
-        values = np.asarray(kps, dtype=np.float64)
+        # dtype inferred, not forced: numbers given as strings ("12.5") or None show as a non-numeric dtype
+        values = np.asarray(kps)
     except (KeyError, TypeError, ValueError):
         return None
-    return values if values.shape == (len(data), 3 * k) else None
+    if values.dtype.kind not in "fiu" or values.shape != (len(data), 3 * k):
+        return None
+    return values.astype(np.float64, copy=False)
 
 
 def _check_items(data: Sequence[Any], k: int, src: str) -> None:
@@ -227,6 +251,10 @@ def _check_items(data: Sequence[Any], k: int, src: str) -> None:
             got = len(kp) if isinstance(kp, (list, tuple, np.ndarray)) else type(kp).__name__
             raise DataError(f"{src}: results[{i}] (image_id {r['image_id']}) has {got} keypoint values; the "
                             f"ground truth has {k} keypoints, so {3 * k} values (x, y, score) are expected")
+        if not _numbers(np.asarray(kp, dtype=object).reshape(-1)):
+            bad = next(v for v in np.asarray(kp, dtype=object).reshape(-1) if not _numbers([v]))
+            raise DataError(f"{src}: results[{i}] (image_id {r['image_id']}) has a non-numeric keypoint value "
+                            f"{bad!r} ({type(bad).__name__}); expected numbers (x, y, score)")
 
 
 def _numbers(values: Any) -> bool:

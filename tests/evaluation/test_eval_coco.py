@@ -262,3 +262,37 @@ def test_collector_state_is_restored(tmp_path):
     with pytest.raises(DataError):
         coco.coco_keypoints(gt, [{"image_id": 99, "category_id": 1, "score": 1.0, "keypoints": [0] * 51}])
     assert gc.isenabled()
+
+
+@pytest.mark.parametrize("backend", coco.BACKENDS)
+def test_repeated_annotation_ids_are_an_error(pairs, backend, tmp_path):
+    """pycocotools keys annotations by id: a repeated id would silently drop ground truth and change AP."""
+    gt_path, dt_path = pairs["faster"]
+    gt = json.loads(gt_path.read_text())
+    anns = gt["annotations"]
+    anns[1]["id"], anns[3]["id"] = anns[0]["id"], anns[2]["id"]
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt))
+    with pytest.raises(DataError, match=rf"gt.json: 2 annotation ids .*more than once.*{anns[0]['id']}"):
+        coco.coco_keypoints(path, dt_path, backend=backend)
+
+
+def test_image_id_shared_by_two_files_is_an_error(pairs):
+    gt = json.loads(pairs["faster"][0].read_text())
+    gt["images"].append(dict(gt["images"][0]))  # an identical repeated entry is harmless
+    coco.load_ground_truth(gt)
+    gt["images"].append({**gt["images"][0], "file_name": "other.jpg"})
+    with pytest.raises(DataError, match=r"images\[2\] repeats image id .*'other.jpg'"):
+        coco.load_ground_truth(gt)
+
+
+def test_keypoints_given_as_strings_are_an_error(pairs, tmp_path):
+    """Strings parse as numbers in numpy but not in the evaluators: named, not a traceback or a silent pass."""
+    gt_path, dt_path = pairs["faster"]
+    results = json.loads(dt_path.read_text())
+    results[4]["keypoints"] = [str(v) for v in results[4]["keypoints"]]
+    path = tmp_path / "dt.json"
+    path.write_text(json.dumps(results))
+    for backend in coco.BACKENDS:
+        with pytest.raises(DataError, match=r"dt.json: results\[4\] .*non-numeric keypoint value '[0-9.]+' \(str\)"):
+            coco.coco_keypoints(gt_path, path, backend=backend)
