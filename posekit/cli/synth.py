@@ -31,6 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=_size, default=(256, 256), metavar="WxH", help="image size (default 256x256)")
     parser.add_argument("--max-yaw", type=float, default=180.0, metavar="DEG",
                         help="bodies turn in [-DEG, DEG] around the vertical (default 180; 0 = facing the camera)")
+    parser.add_argument("--tracks", action="store_true",
+                        help="multi-person video sequences with identities (people walk, cross, occlude each other, "
+                             "enter and leave): PoseTrack-style vid_id/frame_id and track_id/bbox_head fields")
+    parser.add_argument("--sequence-length", type=int, default=None, metavar="L",
+                        help="frames per sequence (default 1; 60 with --tracks)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     parser.add_argument("--preview", action="store_true", help="also write DIR/preview.png, a 4x4 contact sheet")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -44,10 +49,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.num_images < 1:
         raise ConfigError(f"--num-images: expected >= 1, got {args.num_images}")
+    length = args.sequence_length if args.sequence_length is not None else (60 if args.tracks else 1)
+    options = {"sequence_length": length, "tracks": True} if args.tracks else {}
+    if length != 1 and not args.tracks:
+        options["sequence_length"] = length
     with tqdm(total=args.num_images, unit="img", file=sys.stderr, disable=args.no_progress, desc="synth") as bar:
         summary = generate(args.out, args.num_images, kind=args.kind, style=args.style,
                            max_subjects=args.max_subjects, seed=args.seed, workers=args.workers,
-                           image_size=args.size, progress=bar.update, max_yaw=args.max_yaw)
+                           image_size=args.size, progress=bar.update, max_yaw=args.max_yaw, **options)
     print(f"wrote {summary['num_images']} images, {summary['num_instances']} {args.kind} instances "
           f"({summary['visible_fraction']:.0%} keypoints visible, {summary['occluded_fraction']:.0%} occluded)")
     print(f"annotations: {summary['ann_file']}"

@@ -68,10 +68,14 @@ def _make_image(index: int, seed: int, cfg: SynthConfig, image_dir: str) -> tupl
             "segmentation": inst.rle,
             "keypoints_3d": [[_r(c) for c in p] for p in inst.keypoints_3d],
             "cam_intrinsics": {"f": [_r(cam.f), _r(cam.f)], "c": [_r(cam.cx), _r(cam.cy)]},
+            **({"track_id": inst.track_id, "bbox_head": inst.head_box} if cfg.tracks else {}),
         })
     image = {"id": index + 1, "file_name": name, "width": w, "height": h}
     if cfg.sequence_length > 1:  # ordered frames: which sequence and which frame (absent for plain datasets)
         image["sequence_id"], image["frame_index"] = divmod(index, cfg.sequence_length)
+    if cfg.tracks:  # PoseTrack-style video fields
+        image.update(vid_id=image["sequence_id"], frame_id=image["frame_index"], nframes=cfg.sequence_length,
+                     is_labeled=True)
     return image, anns
 
 
@@ -105,7 +109,9 @@ def generate(out_dir: str | os.PathLike, num_images: int, kind: str = "human", s
 
     Image i depends only on (seed, i), so the output is byte-identical for a seed whatever the worker count.
     `options` are further SynthConfig fields (size_range, max_overlap, truncation, clutter, jpeg_quality, max_yaw,
-    sequence_length, motion: ordered sequences, each image entry then has sequence_id and frame_index).
+    sequence_length, motion: ordered sequences, each image entry then has sequence_id and frame_index; tracks: people
+    walking through each sequence with identities, PoseTrack-style vid_id / frame_id / nframes in the image entries
+    and track_id / bbox_head in the annotations, see posekit.data.synth.tracks).
     `progress(n)` is called in this process after every n finished images. Returns a summary dict.
     """
     if num_images < 1:
@@ -145,7 +151,8 @@ def generate(out_dir: str | os.PathLike, num_images: int, kind: str = "human", s
         "info": {"description": "posekit synthetic figures", "kind": kind, "style": style, "seed": seed,
                  "max_subjects": max_subjects, "image_size": list(cfg.image_size), "max_yaw": cfg.max_yaw,
                  "size_range": list(cfg.size_range),
-                 **({"sequence_length": cfg.sequence_length, "motion": cfg.motion} if cfg.sequence_length > 1 else {})},
+                 **({"sequence_length": cfg.sequence_length, "motion": cfg.motion} if cfg.sequence_length > 1 else {}),
+                 **({"tracks": True} if cfg.tracks else {})},
         "images": images,
         "annotations": annotations,
         "categories": [coco_category(cfg)],

@@ -45,6 +45,9 @@ class SynthConfig:
     max_yaw: float = 180.0  # degrees: body turns uniformly in [-max_yaw, max_yaw] (0 = facing the camera)
     sequence_length: int = 1  # > 1: images come in ordered sequences of this length (same subject, small motion)
     motion: float = 0.03  # per-draw drift amplitude of a sequence (fraction of each draw's range, see sequences.py)
+    outline_color: tuple[float, float, float] = (20.0, 20.0, 28.0)  # style B outline ink (RGB); the default is
+    #   near-black like the eye / nose discs (25, 20, 20): the adaptation test beds draw another colour
+    tracks: bool = False  # with sequence_length > 1: several people walking through the scene, with identities
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -60,7 +63,9 @@ class SynthConfig:
             raise ConfigError(f"synth max_yaw: expected 0..180 degrees, got {self.max_yaw}")
         if self.sequence_length < 1:
             raise ConfigError(f"synth sequence_length: expected >= 1, got {self.sequence_length}")
-        if self.sequence_length > 1 and self.max_subjects != 1:
+        if self.tracks and self.sequence_length < 2:
+            raise ConfigError(f"synth tracks: needs sequence_length >= 2, got {self.sequence_length}")
+        if self.sequence_length > 1 and self.max_subjects != 1 and not self.tracks:
             raise ConfigError(f"synth sequence_length {self.sequence_length} needs max_subjects 1 (one subject "
                               f"followed over the frames), got {self.max_subjects}")
         if not 0.0 <= self.motion <= 0.5:
@@ -86,6 +91,8 @@ class Instance:
     area: int  # visible mask pixels
     rle: dict  # visible mask, COCO compressed RLE
     depth: float  # mean camera z of the keypoints (mm)
+    track_id: int | None = None  # identity of the person across the frames of a tracks sequence
+    head_box: list[float] | None = None  # xywh of the projected head (tracks sequences: PoseTrack's bbox_head)
 
     @property
     def num_keypoints(self) -> int:
@@ -115,6 +122,14 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> float:
     ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
     return iw * ih / max(small, 1e-6)
+
+
+def _head_box(fig: Figure, cam: Camera) -> list[float]:
+    """xywh (0.01 px) of the projected head primitives (the head part's layer-0 blob)."""
+    head = fig.kind.parts.index("head") if "head" in fig.kind.parts else -1
+    pts = [fig.pts[p.i0:p.i1] for p in fig.prims if p.shape == "blob" and p.part == head and p.layer == 0]
+    b = _box(cam.project(np.concatenate(pts) if pts else fig.keypoints))
+    return [round(float(b[0]), 2), round(float(b[1]), 2), round(float(b[2] - b[0]), 2), round(float(b[3] - b[1]), 2)]
 
 
 def _place(fig: Figure, cam: Camera, rng: np.random.Generator, cfg: SynthConfig) -> tuple[Figure, np.ndarray]:
@@ -178,6 +193,10 @@ def render_sample(seed: int, index: int, cfg: SynthConfig = SynthConfig()) -> Sa
 
     With cfg.sequence_length L > 1, image i is frame i % L of sequence i // L (see posekit.data.synth.sequences).
     """
+    if cfg.tracks:
+        from posekit.data.synth.tracks import render_track_frame
+
+        return render_track_frame(seed, index, cfg)
     if cfg.sequence_length > 1:
         sequence, frame = divmod(index, cfg.sequence_length)
         rng: Any = SequenceRng(seed, sequence, frame, cfg.motion)
@@ -197,14 +216,23 @@ def render_sample(seed: int, index: int, cfg: SynthConfig = SynthConfig()) -> Sa
                 figures.append(placed)
                 boxes.append(box)
                 break
+    return finish_sample(figures, cam, rng, cfg)
+
+
+def finish_sample(figures: list[Figure], cam: Camera, rng: Any, cfg: SynthConfig, material_rngs: list | None = None,
+                  track_ids: list[int] | None = None) -> Sample:
+    """Light, colour, rasterise and label placed figures; materials come from `material_rngs[s]` when given (the
+    scene `rng` otherwise), and with `track_ids` each instance carries its identity and head box."""
+    w, h = cfg.image_size
     light = rng.normal(0.0, 1.0, 2) * np.array([1.0, 0.3]) + np.array([0.0, -1.0])
     light /= np.linalg.norm(light)
     shapes = []
-    mats = [Material((0.0, 0.0, 0.0)), Material((20.0, 20.0, 28.0))]  # 0: background, 1: outline ink
+    mats = [Material((0.0, 0.0, 0.0)), Material(tuple(float(c) for c in cfg.outline_color))]  # 0: background, 1: ink
     index_of: dict[tuple[int, str], int] = {}
     for s, fig in enumerate(figures):
         shapes += project_figure(fig, cam, s, light, shaded=cfg.style == "A")
-        for name, m in figure_materials(rng, cfg.kind, cfg.style).items():
+        mat_rng = rng if material_rngs is None else material_rngs[s]
+        for name, m in figure_materials(mat_rng, cfg.kind, cfg.style).items():
             index_of[(s, name)] = len(mats)
             mats.append(m)
     outline = 0 if cfg.style == "A" else max(1, round(max(w, h) / 256))
@@ -225,6 +253,8 @@ def render_sample(seed: int, index: int, cfg: SynthConfig = SynthConfig()) -> Sa
         rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
         bbox = [float(v) for v in mask_utils.toBbox(rle)]
         rle["counts"] = rle["counts"].decode("ascii")
-        instances.append(Instance(s, kps, np.round(fig.keypoints, 2), bbox, area, rle,
-                                  float(fig.keypoints[:, 2].mean())))
+        inst = Instance(s, kps, np.round(fig.keypoints, 2), bbox, area, rle, float(fig.keypoints[:, 2].mean()))
+        if track_ids is not None:
+            inst.track_id, inst.head_box = track_ids[s], _head_box(fig, cam)
+        instances.append(inst)
     return Sample(image, buf.ids, cv2.convertScaleAbs(bg), cam, instances, figures)
