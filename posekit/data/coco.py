@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,17 @@ def _images_by_id(images: list, source: str) -> dict[Any, Mapping]:
     return by_id
 
 
+def _check_unique_annotation_ids(annotations: list, source: str) -> None:
+    """DataError naming annotation ids used more than once (COCO evaluation keys annotations by id)."""
+    ids = [ann["id"] for ann in annotations if isinstance(ann, Mapping) and "id" in ann]
+    counts = Counter(ids)
+    if len(counts) != len(ids):
+        dup = sorted((i for i, n in counts.items() if n > 1), key=str)
+        raise DataError(f"{source}: {len(dup)} annotation ids are used more than once (first: {dup[:5]}); COCO "
+                        "evaluation keys annotations by id (a repeated id drops people and changes AP): give every "
+                        "annotation its own id")
+
+
 def _as_int_id(value: Any) -> int:
     try:
         return int(value)
@@ -197,6 +209,7 @@ def load_coco(
     named_cats = {c["id"]: bool(c.get("keypoints")) for c in categories or [] if isinstance(c, Mapping) and "id" in c}
     by_id = _images_by_id(images, source)
 
+    _check_unique_annotation_ids(annotations, source)
     per_image: dict[Any, list[tuple[int, Mapping]]] = {img_id: [] for img_id in by_id}
     for i, ann in enumerate(annotations):
         img_id = _field(ann, "image_id", f"annotations[{i}]", source)
@@ -207,6 +220,7 @@ def load_coco(
 
     root = Path(image_root)
     records: list[PoseRecord] = []
+    other_k: Counter = Counter()  # annotations skipped per category with another keypoint count
     for img_id, anns in per_image.items():
         img = by_id[img_id]
         width = float(img.get("width") or np.inf)
@@ -216,6 +230,7 @@ def load_coco(
             where = f"annotations[{i}] (id {ann.get('id')})"
             cat = ann.get("category_id", 1)
             if cat in listed_cats and cat not in ok_cats:
+                other_k[cat] += 1
                 continue  # a category with another keypoint set
             if "keypoints" not in ann and cat in listed_cats and not named_cats.get(cat):
                 continue  # an annotation of a category without keypoints (e.g. a COCO instances file)
@@ -244,7 +259,17 @@ def load_coco(
                 category_id=_as_int_id(cat),
                 image_size=(int(img.get("width") or 0), int(img.get("height") or 0)),
             ))
+    if not records and other_k:
+        _raise_other_keypoint_sets(other_k, categories, k, source)
     return records, skeleton
+
+
+def _raise_other_keypoint_sets(skipped: Counter, categories: Any, k: int, source: str) -> None:
+    """DataError: every annotation belongs to a category whose keypoint list is not the expected K."""
+    counts = {c["id"]: len(c.get("keypoints") or []) for c in categories or [] if isinstance(c, Mapping) and "id" in c}
+    found = ", ".join(f"category {cat} has {counts.get(cat)} keypoints ({n} annotations)" for cat, n in skipped.items())
+    raise DataError(f"{source}: no annotation has the {k} keypoints expected (the skeleton of the model / config): "
+                    f"{found}; use a model and skeleton with that many keypoints")
 
 
 def _image_names(ann_file_or_images: Any) -> tuple[dict[Any, Mapping] | None, Skeleton | None, str]:

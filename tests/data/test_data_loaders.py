@@ -252,3 +252,21 @@ def test_detection_files_are_validated(tmp_path):
     with pytest.warns(DataWarning, match="1 detection box"):
         assert load_coco_detections(dets(bbox=[500, 500, 20, 20]), gt, tmp_path) == []
     assert len(load_coco_detections(dets(bbox=[90, 70, 40, 40]), gt, tmp_path)) == 1  # partly inside: kept
+
+
+def test_repeated_annotation_ids_are_an_error(tmp_path):
+    doc = _coco_doc([_ann(1, [5, 5, 20, 20]), _ann(2, [30, 5, 20, 20]), _ann(1, [5, 40, 20, 20])])
+    with pytest.raises(DataError, match=r"ann.json: 1 annotation ids are used more than once \(first: \[1\]\)"):
+        load_coco(_write(tmp_path, doc), tmp_path)
+
+
+def test_only_other_keypoint_counts_is_named(tmp_path):
+    """A 16-keypoint file read for a 17-keypoint model: said as such, not 'no boxes found' later."""
+    doc = _coco_doc([_ann(1, [5, 5, 20, 20], k=16), _ann(2, [30, 5, 20, 20], k=16)], k=16)
+    with pytest.raises(DataError, match=r"no annotation has the 17 keypoints expected.*category 1 has 16 keypoints "
+                                        r"\(2 annotations\)"):
+        load_coco(_write(tmp_path, doc), tmp_path, skeleton=skeletons.COCO17)
+    doc["categories"].append({"id": 2, "name": "person", "keypoints": list(skeletons.COCO17.keypoints)})
+    doc["annotations"].append({**_ann(3, [5, 40, 20, 20], k=17), "category_id": 2})
+    records, _ = load_coco(_write(tmp_path, doc), tmp_path, skeleton=skeletons.COCO17)  # mixed files still load
+    assert [r.ann_id for r in records] == [3]
