@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from posekit.errors import ConfigError
-from posekit.models.hrnet import HRNetConfig, PoseHighResolutionNet, hrnet_config, stage
+from posekit.models.hrnet import TINY_W16, HRNetConfig, PoseHighResolutionNet, hrnet_config, stage
 from posekit.models.registry import register_model
 from posekit.models.resnet import RESNET_SPEC, ResNetBackbone
 
@@ -95,6 +95,19 @@ class ResNetBody(ResNetBackbone):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+class HRNetHighRes(PoseHighResolutionNet):
+    """A pose HRNet without its final layer: forward returns the stage-4 highest-resolution map (stride 4), so
+    every tensor of a heatmap HRNet but the final 1x1 conv has a place (key names unchanged)."""
+
+    def __init__(self, cfg: HRNetConfig) -> None:
+        super().__init__(replace(cfg, head="pose", upsample=0))
+        del self.final_layer
+        self.out_channels = self.pre_stage_channels[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)[0]
 
 
 class BackboneBody(nn.Module):
@@ -346,6 +359,12 @@ class PRTRConfig:
     dilation: bool = False
     eos_coef: float = 0.1  # loss options kept with the model config (used by the set criterion)
     kpt_loss_coef: float = 5.0
+    # posekit options for small inputs (official values first; no official config sets them):
+    feature: str = "cls"  # which HRNet map feeds the transformer: "cls" = the official 2048-channel stride-32 head;
+    #   "hr" = the pose HRNet's highest-resolution stage-4 map (stride 4, keys of a heatmap HRNet minus final_layer)
+    token_pool: int = 1  # average-pool the backbone map by this factor before input_proj (fewer, coarser tokens)
+    value_pos: bool = False  # add the position encoding to the transformer input itself (official: only to the
+    #   attention queries/keys), so an attended token's value carries its location to the coordinate head
 
     @classmethod
     def from_official(cls, model: Mapping[str, Any]) -> PRTRConfig:
@@ -381,11 +400,16 @@ def _build_backbone(cfg: PRTRConfig) -> BackboneBody:
     if cfg.dilation:
         raise ConfigError("MODEL.EXTRA.DILATION true: no official PRTR config dilates layer4; posekit builds "
                           "stride-32 backbones only")
+    if cfg.feature not in ("cls", "hr"):
+        raise ConfigError(f"PRTR feature {cfg.feature!r}: expected cls (official stride-32 head) or hr")
     if cfg.backbone == "hrnet":
         if cfg.hrnet is None:
             raise ConfigError("PRTR hrnet backbone needs the MODEL.EXTRA.STAGE1..4 blocks")
-        body: nn.Module = PoseHighResolutionNet(replace(cfg.hrnet, head="cls"))
+        body: nn.Module = (PoseHighResolutionNet(replace(cfg.hrnet, head="cls")) if cfg.feature == "cls"
+                           else HRNetHighRes(cfg.hrnet))
         return BackboneBody(body, body.out_channels)
+    if cfg.feature != "cls":
+        raise ConfigError(f"PRTR feature {cfg.feature!r} needs the hrnet backbone (ResNet: layer4 only)")
     if not cfg.backbone.startswith("resnet") or not cfg.backbone[6:].isdigit() \
             or int(cfg.backbone[6:]) not in RESNET_SPEC:
         raise ConfigError(f"PRTR backbone {cfg.backbone!r}: expected resnet18/34/50/101/152 or hrnet")
@@ -422,10 +446,15 @@ class PoseTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, Any]:
         feat = self.backbone[0](x)
+        if self.cfg.token_pool > 1:
+            feat = F.avg_pool2d(feat, self.cfg.token_pool, ceil_mode=True)
         pos = self.backbone[1](feat).to(feat.dtype)
         # The query table goes in repeated per image (a new tensor: a Parameter argument breaks FlopCounterMode).
         queries = self.query_embed.weight.unsqueeze(1).repeat(1, x.shape[0], 1)
-        hs = self.transformer(self.input_proj(feat), queries, pos)  # [L, B, Q, d]
+        src = self.input_proj(feat)
+        if self.cfg.value_pos:
+            src = src + pos
+        hs = self.transformer(src, queries, pos)  # [L, B, Q, d]
         logits = self.class_embed(hs)
         coords = self.kpt_embed(hs).sigmoid()
         out: dict[str, Any] = {"pred_logits": logits[-1], "pred_coords": coords[-1]}
@@ -548,6 +577,18 @@ SMALL = PRTRConfig(backbone="hrnet", hrnet=TINY_HRNET_CLS, hidden_dim=64, nheads
 def prtr_hrnet_tiny_128x96(**overrides: Any) -> nn.Module:
     """Small CPU PRTR: tiny HRNet (widths 16-128) + 2/2-layer width-64 transformer, 34 queries, 128x96."""
     return build_prtr(SMALL, **overrides)
+
+
+# PRTR on the heatmap demo's backbone (our own choice, configs/synth/prtr_demo_backbone.yaml): the demo HRNet's
+# trunk (hrnet_w16_tiny_128x96 minus its final 1x1 conv: MODEL.PRETRAINED loads 240 of its 242 tensors) feeds its
+# stride-4 map to the small transformer, with the position encoding added to the tokens (see PRTRConfig).
+DEMO_HR = replace(SMALL, hrnet=TINY_W16, feature="hr", value_pos=True)
+
+
+@register_model(input_size=(96, 128), heatmap_size=(24, 32), **COCO_RES)
+def prtr_hrnet_w16_tiny_hr_128x96(**overrides: Any) -> nn.Module:
+    """Small CPU PRTR on the demo HRNet's stride-4 map (24x16 tokens at 96x64), 2/2-layer width-64 transformer."""
+    return build_prtr(DEMO_HR, **overrides)
 
 
 def prtr_from_official(model: Mapping[str, Any]) -> PoseTransformer:

@@ -188,3 +188,140 @@ def load_imagenet_backbone(model: nn.Module, path: str | Path, roots: Iterable[s
                               f"{report.summary()}")
     _load(model, {k: state[k] for k in report.loaded})
     return report
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# MODEL.PRETRAINED: initialise a network from another network's checkpoint (backbone transfer)
+
+# Where a backbone's keys sit in a checkpoint / a model: bare (pose HRNet / SimpleBaseline / ImageNet), PRTR's
+# `backbone.0.body.`, MMPose's and 3DMPPE's `backbone.`. Every (checkpoint, model) pair of prefixes is tried and
+# the one that fits the most tensors by name and shape wins (ties: the shorter renaming).
+SOURCE_PREFIXES = ("", "backbone.0.body.", "backbone.", "module.", "model.module.", "module.backbone.")
+TARGET_PREFIXES = ("", "backbone.0.body.", "backbone.")
+MIN_FIT_FRACTION = 0.1  # below this share of the checkpoint's numbers fitting, the checkpoint is another family
+
+
+@dataclass
+class PretrainedReport:
+    """What MODEL.PRETRAINED loaded: tensors loaded, model tensors left at their init, checkpoint tensors skipped."""
+
+    path: str
+    source_prefix: str = ""  # checkpoint key prefix that was replaced ...
+    target_prefix: str = ""  # ... by this model key prefix
+    loaded: list[str] = field(default_factory=list)  # model keys
+    missing: list[str] = field(default_factory=list)  # model keys not in the checkpoint (keep their init)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (checkpoint key, reason)
+    checkpoint_tensors: int = 0
+    fitted_fraction: float = 0.0  # share of the checkpoint's numbers that were loaded
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self, limit: int = 8) -> str:
+        """Readable lines: counts, the renaming, what stayed at its init and what was skipped and why."""
+        rename = (f" (checkpoint '{self.source_prefix}*' -> model '{self.target_prefix}*')"
+                  if self.source_prefix != self.target_prefix else "")
+        lines = [f"{self.path}: {len(self.loaded)} of {self.checkpoint_tensors} checkpoint tensors loaded{rename}, "
+                 f"{100 * self.fitted_fraction:.0f}% of its numbers"]
+        lines += [f"  note: {n}" for n in self.notes]
+        if self.missing:
+            lines.append(f"  left at their initialisation ({len(self.missing)}): "
+                         + ", ".join(_group_names(self.missing)))
+        by_reason: dict[str, list[str]] = {}
+        for key, reason in self.skipped:
+            by_reason.setdefault(reason.split(":")[0], []).append(f"{key} ({reason})" if ":" in reason else key)
+        for reason, keys in by_reason.items():
+            more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
+            lines.append(f"  skipped, {reason} ({len(keys)}){more}: " + ", ".join(keys[:limit]))
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for the run log."""
+        return {"path": self.path, "loaded": len(self.loaded), "checkpoint_tensors": self.checkpoint_tensors,
+                "fitted_fraction": round(self.fitted_fraction, 4), "source_prefix": self.source_prefix,
+                "target_prefix": self.target_prefix, "missing": self.missing,
+                "skipped": [{"key": k, "reason": r} for k, r in self.skipped], "notes": self.notes}
+
+
+def _group_names(keys: list[str]) -> list[str]:
+    """Model keys summarised by module (`final_layer (2)`, `transformer.decoder (52)`)."""
+    groups: dict[str, int] = {}
+    for k in keys:
+        inner = k[len("backbone.0.body."):] if k.startswith("backbone.0.body.") else k
+        parts = inner.split(".")
+        head = ".".join(parts[:2]) if parts[0] in ("backbone", "transformer") and len(parts) > 2 else parts[0]
+        head = ("backbone.0.body." + head) if inner is not k else head
+        groups[head] = groups.get(head, 0) + 1
+    return [f"{g} ({n})" for g, n in groups.items()]
+
+
+def _renamed(state: Mapping[str, torch.Tensor], src: str, dst: str) -> dict[str, str]:
+    """checkpoint key -> model key for the keys under `src`."""
+    return {k: dst + k[len(src):] for k in state if k.startswith(src)}
+
+
+def _best_renaming(state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> tuple[str, str, int]:
+    best = ("", "", -1)
+    for src in SOURCE_PREFIXES:
+        for dst in TARGET_PREFIXES:
+            names = _renamed(state, src, dst)
+            fits = sum(1 for k, m in names.items() if m in target and target[m].shape == state[k].shape)
+            if fits > best[2]:
+                best = (src, dst, fits)
+    return best
+
+
+def _describe(obj: Any) -> str:
+    """What a checkpoint says it is (posekit files carry a model spec)."""
+    spec = obj.get("spec") if isinstance(obj, Mapping) else None
+    if isinstance(spec, Mapping) and spec.get("name"):
+        return f"a posekit checkpoint of {spec['name']}"
+    return "the checkpoint"
+
+
+def load_pretrained_weights(model: nn.Module, path: str | Path, layers: Iterable[str] = ()) -> PretrainedReport:
+    """Initialise `model` from the tensors of checkpoint `path` that fit by name and shape (backbone transfer).
+
+    `path`: a posekit training checkpoint or weights file, or an official one (bare state_dict, {'state_dict': ..},
+    'module.' prefixes, MMPose `backbone.`). Key prefixes are matched automatically (a heatmap HRNet's `stage2.*`
+    -> PRTR's `backbone.0.body.stage2.*`). `layers`: optional roots (EXTRA.PRETRAINED_LAYERS, checkpoint names
+    after the prefix) outside which nothing loads. Model tensors that do not fit keep their initialisation;
+    checkpoint tensors that do not fit are skipped with a reason. Raises CheckpointError when nothing fits, or
+    when under MIN_FIT_FRACTION of the checkpoint's numbers fit (a checkpoint of another family that shares only,
+    e.g., a stem BatchNorm).
+    """
+    obj = load_torch_file(path)
+    state, notes = read_state_dict(path)
+    target = model.state_dict()
+    src, dst, _ = _best_renaming(state, target)
+    roots = tuple(f"{r.rstrip('.')}." for r in layers if r != "*")
+    names = _renamed(state, src, dst)
+    report = PretrainedReport(path=str(path), source_prefix=src, target_prefix=dst, notes=notes,
+                              checkpoint_tensors=len(state))
+    chosen: dict[str, torch.Tensor] = {}
+    fits, fit_tensors = 0, 0  # numbers / tensors that fit by name and shape, PRETRAINED_LAYERS aside
+    for key, value in state.items():
+        m = names.get(key)
+        if m is None:
+            report.skipped.append((key, f"outside the prefix '{src}'"))
+        elif m not in target:
+            report.skipped.append((key, "not in the model"))
+        elif target[m].shape != value.shape:
+            report.skipped.append((key, f"shape: {tuple(value.shape)} vs model {tuple(target[m].shape)}"))
+        else:
+            fits, fit_tensors = fits + value.numel(), fit_tensors + 1
+            if roots and not key[len(src):].startswith(roots):
+                report.skipped.append((key, "outside PRETRAINED_LAYERS"))
+            else:
+                chosen[m] = value
+    report.loaded = list(chosen)
+    report.missing = [k for k in target if k not in chosen and not k.endswith("num_batches_tracked")]
+    total = max(sum(v.numel() for v in state.values()), 1)
+    report.fitted_fraction = sum(v.numel() for v in chosen.values()) / total
+    if fits / total < MIN_FIT_FRACTION or not chosen:
+        what = "none under PRETRAINED_LAYERS; " if fits / total >= MIN_FIT_FRACTION else ""
+        raise CheckpointError(
+            f"{path}: {_describe(obj)} does not fit {type(model).__name__}: {what}{fit_tensors} "
+            f"tensors ({100 * fits / total:.1f}% of its numbers) match a model tensor by name and shape "
+            f"(checkpoint keys like {list(state)[:3]}, model keys like {list(target)[:3]}); MODEL.PRETRAINED "
+            f"needs a checkpoint of the same backbone (a network of another family cannot initialise this one)")
+    _load(model, chosen)
+    return report

@@ -152,3 +152,82 @@ def test_classification_hrnet_imagenet_weights_load_into_pose_hrnet(tmp_path):
     assert all(torch.equal(sd[k], state[k]) for k in report.loaded)
     assert set(report.missing) == {"final_layer.weight", "final_layer.bias"}
     assert report.unexpected and all(k.startswith("stage4.0.fuse_layers.") for k in report.unexpected)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# MODEL.PRETRAINED: backbone transfer between networks (load_pretrained_weights)
+
+
+def test_pretrained_heatmap_checkpoint_fills_the_prtr_backbone_and_reports_the_rest(tmp_path):
+    """A posekit weights file of the demo HRNet (17-joint heatmap head) initialises PRTR's `backbone.0.body.`."""
+    from posekit.models.weights import load_pretrained_weights
+
+    donor = _tiny_hrnet()
+    state = _random_state(donor, seed=4)
+    torch.save({"format": "posekit-weights-v1", "state_dict": state, "spec": {"name": "hrnet_w16_tiny_128x96"}},
+               tmp_path / "demo.pth")
+    prtr = posekit.models.build("prtr_hrnet_w16_tiny_hr_128x96")
+    head_before = {k: v.clone() for k, v in prtr.state_dict().items() if not k.startswith("backbone.")}
+    report = load_pretrained_weights(prtr, tmp_path / "demo.pth")
+    sd = prtr.state_dict()
+    backbone = [k for k in state if not k.startswith("final_layer")]
+    assert sorted(report.loaded) == sorted(f"backbone.0.body.{k}" for k in backbone)
+    assert all(torch.equal(sd[f"backbone.0.body.{k}"], state[k]) for k in backbone)
+    assert all(torch.equal(sd[k], v) for k, v in head_before.items())  # the transformer keeps its init
+    assert (report.source_prefix, report.target_prefix) == ("", "backbone.0.body.")
+    assert sorted(report.skipped) == [("final_layer.bias", "not in the model"),
+                                      ("final_layer.weight", "not in the model")]
+    assert set(report.missing) == set(head_before)
+    assert "240 of 242 checkpoint tensors loaded" in report.summary()
+    assert report.to_dict()["loaded"] == 240
+
+
+def test_pretrained_checkpoint_with_another_head_loads_its_backbone_and_skips_the_head(tmp_path):
+    """DataParallel 'module.' keys under {'state_dict'}; a 5-joint head does not fit a 17-joint model."""
+    from posekit.models.weights import load_pretrained_weights
+
+    donor = posekit.models.build("hrnet_w16_tiny_128x96", num_joints=5)
+    state = _random_state(donor, seed=5)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, tmp_path / "five.pth")
+    model = _tiny_hrnet()
+    head_before = {k: model.state_dict()[k].clone() for k in ("final_layer.weight", "final_layer.bias")}
+    report = load_pretrained_weights(model, tmp_path / "five.pth")
+    sd = model.state_dict()
+    assert report.source_prefix == "module." and report.target_prefix == ""
+    assert all(torch.equal(sd[k], v) for k, v in state.items() if not k.startswith("final_layer"))
+    assert all(torch.equal(sd[k], v) for k, v in head_before.items())
+    assert dict(report.skipped) == {"module.final_layer.weight": "shape: (5, 16, 1, 1) vs model (17, 16, 1, 1)",
+                                    "module.final_layer.bias": "shape: (5,) vs model (17,)"}
+    assert report.missing == ["final_layer.weight", "final_layer.bias"]
+    assert "skipped, shape (2)" in report.summary()
+
+
+def test_pretrained_layers_limit_what_loads(tmp_path):
+    from posekit.models.weights import load_pretrained_weights
+
+    state = _random_state(_tiny_hrnet(), seed=6)
+    torch.save(state, tmp_path / "w.pth")
+    model = _tiny_hrnet()
+    report = load_pretrained_weights(model, tmp_path / "w.pth", layers=["conv1", "bn1"])
+    assert sorted(report.loaded) == sorted(k for k in state if k.startswith(("conv1.", "bn1.")))
+    assert ("stage2.0.branches.0.0.conv1.weight", "outside PRETRAINED_LAYERS") in report.skipped
+
+
+def test_pretrained_checkpoint_of_another_family_is_refused(tmp_path):
+    """An AE hourglass has no tensor that fits a PRTR; a ResNet shares only a stem BatchNorm with an HRNet."""
+    from posekit.models.weights import load_pretrained_weights
+
+    ae = posekit.models.build("ae_hourglass_small_128")
+    torch.save({"format": "posekit-weights-v1", "state_dict": ae.state_dict(),
+                "spec": {"name": "ae_hourglass_small_128"}}, tmp_path / "ae.pth")
+    prtr = posekit.models.build("prtr_hrnet_w16_tiny_hr_128x96")
+    before = {k: v.clone() for k, v in prtr.state_dict().items()}
+    with pytest.raises(CheckpointError, match=r"ae.pth: a posekit checkpoint of ae_hourglass_small_128 does not "
+                                              r"fit PoseTransformer: 0 tensors"):
+        load_pretrained_weights(prtr, tmp_path / "ae.pth")
+    assert all(torch.equal(v, before[k]) for k, v in prtr.state_dict().items())  # nothing half-loaded
+    resnet = PoseResNet(PoseResNetConfig(depth=18, num_deconv_filters=(8, 8, 8), num_joints=17))
+    torch.save(resnet.state_dict(), tmp_path / "r18.pth")
+    with pytest.raises(CheckpointError, match=r"r18.pth: the checkpoint does not fit PoseHighResolutionNet: "
+                                              r"\d+ tensors \(0.0% of its numbers\)"):
+        load_pretrained_weights(_tiny_hrnet(), tmp_path / "r18.pth")
