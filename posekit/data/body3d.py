@@ -413,23 +413,35 @@ class Body3DDataset(Dataset):
 
 
 class MixedDataset(Dataset):
-    """Several datasets made the same length (official MultipleDatasets(make_same_len=True)).
+    """Several datasets mixed in fixed shares of each epoch (official MultipleDatasets(make_same_len=True) at equal
+    shares).
 
-    Length = number of sets x the longest set; item i reads set i // longest at position p = i % longest; a
-    shorter set is cycled for the whole copies that fit and the tail positions are drawn at random (from the
-    item's Generator) - so each epoch is balanced across sets (3DMPPE: half 3-D, half 2-D).
+    `shares` (default equal) are the fractions of an epoch drawn from each set. The epoch is the shortest one in which
+    every set is read at least once in full at those shares: set i contributes counts[i] = round(M * shares[i])
+    items with M = max_i(len_i / shares[i]); with equal shares that is the longest set's length per set, as official.
+    Items are laid out set after set; a set with fewer items than its count is cycled for the whole copies that
+    fit and its tail positions are drawn at random (from the item's Generator), as official. E.g. 3-D and 2-D at
+    shares (0.5, 0.5): each epoch is half 3-D, half 2-D (3DMPPE); (0.75, 0.25): a quarter of the crops are 2-D.
     """
 
-    def __init__(self, datasets: Sequence[Dataset], seed: int = 0) -> None:
+    def __init__(self, datasets: Sequence[Dataset], seed: int = 0, shares: Sequence[float] | None = None) -> None:
         self.datasets = [d for d in datasets]
         if not self.datasets or any(len(d) == 0 for d in self.datasets):
             raise DataError("MixedDataset: every dataset must be non-empty")
+        shares = [1.0] * len(self.datasets) if shares is None else [float(v) for v in shares]
+        if len(shares) != len(self.datasets) or any(not (v > 0 and math.isfinite(v)) for v in shares):
+            raise ConfigError(f"MixedDataset: expected {len(self.datasets)} positive shares, got {shares}")
+        total = sum(shares)
+        self.shares = [v / total for v in shares]
+        m = max(len(d) / s for d, s in zip(self.datasets, self.shares, strict=True))
+        self.counts = [max(len(d), round(m * s)) for d, s in zip(self.datasets, self.shares, strict=True)]
+        self.offsets = np.cumsum([0] + self.counts)
         self.longest = max(len(d) for d in self.datasets)
         self.seed = int(seed)
         self.epoch = 0
 
     def __len__(self) -> int:
-        return self.longest * len(self.datasets)
+        return int(self.offsets[-1])
 
     def set_epoch(self, epoch: int) -> None:
         """Propagate the epoch (augmentation and tail draws)."""
@@ -440,9 +452,12 @@ class MixedDataset(Dataset):
 
     def locate(self, index: int) -> tuple[int, int]:
         """(dataset number, index inside it) of item `index`."""
-        which, pos = divmod(int(index), self.longest)
+        if not 0 <= index < len(self):
+            raise IndexError(f"MixedDataset index {index} out of range 0..{len(self) - 1}")
+        which = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        pos = int(index - self.offsets[which])
         n = len(self.datasets[which])
-        if pos >= n * (self.longest // n):
+        if pos >= n * (self.counts[which] // n):
             pos = int(np.random.default_rng([self.seed, self.epoch, int(index), 7]).integers(n))
         else:
             pos %= n

@@ -17,6 +17,10 @@ Deliberate differences:
   equal posekit.codecs.integral.soft_argmax_3d (tested on the official fixture).
 - posekit's small model initialises its backbone with Kaiming-normal convs (it trains from scratch on CPU, no
   ImageNet download); the official entries keep the official N(0, 0.001).
+- posekit's HRNet variant (`posenet3d_hrnet_w16_tiny_128x96`, `HRPoseNet3D`) is not in the official code: the
+  backbone is a pose_hrnet without its final layer (`backbone.*` = the 2-D model's keys), so a posekit heatmap
+  checkpoint of the same HRNet (the demo model) initialises it, as ImageNet weights do in the official recipe;
+  its head is a 3x3 conv + BN + ReLU and the 1x1 conv to joints x depth bins at the backbone's stride 4.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ import torch
 from torch import nn
 
 from posekit.errors import ConfigError
+from posekit.models.hrnet import TINY_W16, HRNetConfig, PoseHighResolutionNet
 from posekit.models.registry import register_model
-from posekit.models.resnet import RESNET_SPEC, ResNetBackbone, init_official, make_deconv_layers
+from posekit.models.resnet import BN_MOMENTUM, RESNET_SPEC, ResNetBackbone, init_official, make_deconv_layers
 
 
 class SoftArgmax3D(nn.Module):
@@ -107,6 +112,49 @@ class ResPoseNet(nn.Module):
         return self.soft_argmax(self.forward_heatmaps(x))
 
 
+class HRPoseNet3D(nn.Module):
+    """posekit's 3-D PoseNet on a pose-HRNet backbone: stride-4 features -> [conv3x3, BN, ReLU] -> 1x1 conv to J*D
+    -> soft-argmax coords [B, J, 3]. `backbone.*` keys equal a 2-D pose_hrnet's (its final_layer excepted)."""
+
+    def __init__(self, cfg: HRNetConfig = TINY_W16, num_joints: int = 18, depth_dim: int = 32,
+                 head_channels: int = 64) -> None:
+        super().__init__()
+        if num_joints < 1 or depth_dim < 1 or head_channels < 1:
+            raise ConfigError(f"HRPoseNet3D: num_joints, depth_dim and head_channels must be >= 1, got "
+                              f"{num_joints}, {depth_dim}, {head_channels}")
+        self.num_joints = int(num_joints)
+        self.depth_dim = int(depth_dim)
+        self.backbone = PoseHighResolutionNet(cfg)
+        self.backbone.final_layer = nn.Identity()  # the 2-D heatmap layer: replaced by the 3-D head below
+        c = self.backbone.pre_stage_channels[0]
+        self.head = nn.Module()
+        self.head.conv_layers = nn.Sequential(nn.Conv2d(c, head_channels, 3, 1, 1, bias=False),
+                                              nn.BatchNorm2d(head_channels, momentum=BN_MOMENTUM),
+                                              nn.ReLU(inplace=True))
+        self.head.final_layer = nn.Conv2d(head_channels, num_joints * depth_dim, kernel_size=1)
+        self.soft_argmax = SoftArgmax3D(num_joints, depth_dim)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """Kaiming-normal convs with BN 1 / 0 (from scratch); the last conv N(0, 0.001) with bias 0."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        nn.init.normal_(self.head.final_layer.weight, std=0.001)
+
+    def forward_heatmaps(self, x: torch.Tensor) -> torch.Tensor:
+        """The head volume [B, J*D, H, W] (channel = joint * D + depth bin)."""
+        return self.head.final_layer(self.head.conv_layers(self.backbone(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.soft_argmax(self.forward_heatmaps(x))
+
+
 def build_posenet3d(depth: int, **overrides: Any) -> ResPoseNet:
     """A ResPoseNet of ResNet-`depth` (official head: 256 channels, 64 depth bins, 18 H36M joints by default)."""
     allowed = {"num_joints", "depth_dim", "head_channels", "backbone_init"}
@@ -143,3 +191,14 @@ def posenet3d_res18_128x128(**overrides: Any) -> nn.Module:
     """posekit's small CPU 3-D model: ResNet-18, 3 x 64-channel deconvs, 128x128 -> 32x32 x 32 depth bins,
     18 joints (COCO-17 + pelvis, the synthetic 3-D humans); Kaiming backbone init (trained from scratch)."""
     return build_posenet3d(18, **{"head_channels": 64, "depth_dim": 32, "backbone_init": "kaiming", **overrides})
+
+
+@register_model(input_size=(96, 128), heatmap_size=(24, 32), codec="integral", skeleton="coco_pelvis", task="body3d")
+def posenet3d_hrnet_w16_tiny_128x96(**overrides: Any) -> nn.Module:
+    """posekit's CPU 3-D model on the demo HRNet (hrnet_w16_tiny_128x96 backbone: a posekit 2-D heatmap checkpoint
+    of it loads into `backbone.*`), 64-channel head, 128x96 -> 32x24 x 32 depth bins, 18 joints (COCO-17 + pelvis)."""
+    allowed = {"num_joints", "depth_dim", "head_channels"}
+    bad = sorted(set(overrides) - allowed)
+    if bad:
+        raise ConfigError(f"unknown posenet3d option(s) {bad}; allowed: {sorted(allowed)}")
+    return HRPoseNet3D(TINY_W16, **overrides)

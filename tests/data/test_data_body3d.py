@@ -149,3 +149,29 @@ def test_mixed_batches_and_joint_remapping(tmp_path):
     assert images.shape == (6, 3, 64, 64) and targets["have_depth"].flatten().tolist() == [1, 1, 1, 0, 0, 0]
     assert targets["coord"].shape == (6, 18, 3) and targets["vis"].shape == (6, 18, 1)
     assert meta["image_id"] == [1, 1, 1, 5, 5, 5]
+
+
+def test_mixed_shares_fix_each_epochs_fractions_and_read_every_item():
+    class Ids:
+        def __init__(self, tag: str, n: int) -> None:
+            self.tag, self.n = tag, n
+
+        def __len__(self) -> int:
+            return self.n
+
+        def __getitem__(self, i: int) -> tuple[str, int]:
+            return self.tag, i
+
+    a, b = Ids("3d", 3), Ids("2d", 5)
+    equal = MixedDataset([a, b])  # official make_same_len: each set as long as the longest
+    assert equal.counts == [5, 5] and len(equal) == 10
+    mixed = MixedDataset([a, b], shares=[0.75, 0.25])  # M = max(3 / 0.75, 5 / 0.25) = 20 -> 15 + 5 items
+    assert mixed.counts == [15, 5]
+    items = [mixed[i] for i in range(len(mixed))]
+    assert [t for t, _ in items].count("2d") / len(items) == 0.25
+    assert sorted(i for t, i in items if t == "3d") == sorted(list(range(3)) * 5)  # 3-D set read 5x in full
+    assert sorted(i for t, i in items if t == "2d") == list(range(5))
+    with pytest.raises(ConfigError, match="positive shares"):
+        MixedDataset([a, b], shares=[1.0, 0.0])
+    with pytest.raises(IndexError):
+        mixed[len(mixed)]
