@@ -55,13 +55,24 @@ def _mpii_predictions(path: Path) -> tuple[np.ndarray, bool]:
 
     if path.suffix.lower() == ".mat":
         return load_mpii_predictions(path), False
-    if path.suffix.lower() == ".npy":
-        arr = np.load(path)
-    elif path.suffix.lower() == ".json":
-        with open(path) as f:
-            arr = np.asarray(json.load(f), dtype=np.float64)
-    else:
+    if path.suffix.lower() not in (".npy", ".json"):
         raise DataError(f"{path}: pckh predictions must be .mat, .npy or .json")
+    try:
+        raw = np.load(path) if path.suffix.lower() == ".npy" else json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: results file not found") from None
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read pckh predictions ({e})") from None
+    if isinstance(raw, (list, dict)) and any(isinstance(r, dict) for r in (raw if isinstance(raw, list) else [raw])):
+        raise DataError(f"{path} is a COCO-style results file (objects with image_id / keypoints); --metric pckh "
+                        "takes MPII predictions (a .mat, or an array [N, 16, 2]); use --metric coco or pck for it")
+    try:
+        arr = np.asarray(raw)  # dtype inferred: strings or ragged lists are not numbers
+    except (TypeError, ValueError):
+        arr = np.asarray([None])
+    if arr.dtype.kind not in "fiu":
+        raise DataError(f"{path}: pckh predictions must be numbers, an array [N, 16, 2 or 3]")
+    arr = arr.astype(np.float64)
     if arr.ndim != 3 or arr.shape[1] != 16 or arr.shape[2] < 2:
         raise DataError(f"{path}: expected an array [N, 16, 2 or 3], got shape {list(arr.shape)}")
     return arr[:, :, :2], True
@@ -73,6 +84,9 @@ def evaluate(args: argparse.Namespace) -> tuple[str, dict[str, float]]:
 
     gt, results = Path(args.gt), Path(args.results)
     metric = args.metric or ("pckh" if gt.suffix.lower() == ".mat" else "coco")
+    if metric != "pckh" and gt.suffix.lower() == ".mat":
+        raise ConfigError(f"--gt {gt}: a .mat ground truth is MPII's, scored with --metric pckh (not {metric}); "
+                          f"--metric {metric} takes a COCO keypoint JSON")
     if metric == "coco":
         return metric, coco.coco_keypoints(gt, results, sigmas=_sigmas(args.sigmas), backend=args.backend)
     if metric == "crowdpose":

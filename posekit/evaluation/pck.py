@@ -259,6 +259,8 @@ def pck_coco(gt: str | os.PathLike | dict, results: str | os.PathLike | Sequence
 
     if norm not in ("bbox", "torso"):
         raise DataError(f"PCK normaliser must be 'bbox' or 'torso', got {norm!r}")
+    if not (isinstance(thr, (int, float)) and 0 < thr < float("inf")):
+        raise DataError(f"PCK threshold must be a positive fraction of the normaliser (e.g. 0.05), got {thr!r}")
     data = load_ground_truth(gt, use_area=False)
     res = load_results(results, data)
     k = num_keypoints(data)

@@ -99,3 +99,24 @@ def test_empty_results_warn_not_crash(files, capsys, tmp_path):
 def test_sigmas_by_skeleton_name(files, capsys):
     named = _json(capsys, ["eval", "--gt", files["gt"], "--results", files["res"], "--json", "--sigmas", "coco"])
     assert named == coco.coco_keypoints(files["gt"], files["res"])
+
+
+def test_wrong_kind_of_file_for_the_metric_is_named(files, capsys, tmp_path):
+    """COCO results with --metric pckh, a .mat ground truth with --metric coco, a negative PCK threshold."""
+    assert main(["eval", "--gt", files["mpii_gt"], "--results", files["res"], "--metric", "pckh"]) == 1
+    assert "is a COCO-style results file" in capsys.readouterr().err
+    assert main(["eval", "--gt", files["mpii_gt"], "--results", files["res"], "--metric", "coco"]) == 1
+    assert "a .mat ground truth is MPII's, scored with --metric pckh" in capsys.readouterr().err
+    (tmp_path / "text.json").write_text(json.dumps([[["1", "2"]] * 16]))
+    assert main(["eval", "--gt", files["mpii_gt"], "--results", str(tmp_path / "text.json"), "--metric", "pckh"]) == 1
+    assert "text.json: pckh predictions must be numbers" in capsys.readouterr().err
+    assert main(["eval", "--gt", files["gt"], "--results", files["res"], "--metric", "pck", "--pck-thr", "-1"]) == 1
+    assert "PCK threshold must be a positive" in capsys.readouterr().err
+
+
+def test_keypoints_as_strings_exit_1(files, capsys, tmp_path):
+    res = json.loads(open(files["res"]).read())
+    res[2]["keypoints"] = [str(v) for v in res[2]["keypoints"]]
+    (tmp_path / "str.json").write_text(json.dumps(res))
+    assert main(["eval", "--gt", files["gt"], "--results", str(tmp_path / "str.json")]) == 1
+    assert r"results[2]" in capsys.readouterr().err
