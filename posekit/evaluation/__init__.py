@@ -1,4 +1,5 @@
-"""Evaluation: COCO/CrowdPose OKS AP (pycocotools), MPII PCKh, PCK/AUC/EPE, OKS-NMS and the results writer."""
+"""Evaluation: COCO/CrowdPose OKS AP (pycocotools), MPII PCKh, PCK/AUC/EPE, OKS-NMS, the results writer and
+tracking metrics (box MOTA / IDF1 / switches, PoseTrack keypoint MOTA)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from posekit.evaluation.mpjpe import auc3d, body3d_metrics, mpjpe, pck3d
 from posekit.evaluation.nms import oks_iou, oks_matrix, oks_nms, soft_oks_nms
 from posekit.evaluation.pck import accuracy, auc, epe, mpii_pckh, pck_accuracy
 from posekit.evaluation.results import make_results, rescore, write_results
+from posekit.evaluation.tracking import TrackFrame, box_mot, keypoint_mota, track_metrics, videos_from_coco
 
 __all__ = [
     "BACKENDS",
@@ -34,3 +36,4 @@ __all__ = [
     "write_results",
 ]
 __all__ += ["auc3d", "body3d_metrics", "mpjpe", "pck3d"]
+__all__ += ["TrackFrame", "box_mot", "keypoint_mota", "track_metrics", "videos_from_coco"]
