@@ -64,8 +64,9 @@ def action_id(name: str) -> int:
 
 
 def _record(path: str, image_id: int, bbox: Sequence[float], width: float, height: float, joint_cam: np.ndarray,
-            f: np.ndarray, c: np.ndarray, root: int, ann_id: int, extra: dict[str, Any]) -> Body3DRecord | None:
-    box = process_bbox(bbox, width, height, 1.0)
+            f: np.ndarray, c: np.ndarray, root: int, ann_id: int, extra: dict[str, Any],
+            aspect_ratio: float = 1.0) -> Body3DRecord | None:
+    box = process_bbox(bbox, width, height, aspect_ratio)
     if box is None:
         return None
     joint_cam = np.asarray(joint_cam, dtype=np.float64)
@@ -175,8 +176,10 @@ def synth_joints_cam(keypoints_3d: Sequence[Sequence[float]]) -> np.ndarray:
     return np.concatenate([j, (j[11:12] + j[12:13]) * 0.5], axis=0)
 
 
-def load_synth3d(ann_file: str | os.PathLike, image_root: str | os.PathLike | None = None) -> list[Body3DRecord]:
-    """posekit synthetic humans (annotations.json with keypoints_3d + cam_intrinsics) -> 18-joint Body3DRecords."""
+def load_synth3d(ann_file: str | os.PathLike, image_root: str | os.PathLike | None = None,
+                 aspect_ratio: float = 1.0) -> list[Body3DRecord]:
+    """posekit synthetic humans (annotations.json with keypoints_3d + cam_intrinsics) -> 18-joint Body3DRecords
+    (boxes processed to the network input's w / h `aspect_ratio`)."""
     ann_file = Path(ann_file)
     image_root = Path(image_root) if image_root is not None else ann_file.parent / "images"
     data = read_json(ann_file)
@@ -195,7 +198,8 @@ def load_synth3d(ann_file: str | os.PathLike, image_root: str | os.PathLike | No
             raise DataError(f"{where}: a joint has Z <= 0 (behind the camera)")
         rec = _record(str(image_root / img["file_name"]), img["id"], ann["bbox"], img["width"], img["height"],
                       joint_cam, np.asarray(cam["f"], np.float64), np.asarray(cam["c"], np.float64), SYNTH_ROOT,
-                      ann.get("id", i), {"keypoints_2d": np.asarray(ann["keypoints"], np.float64).reshape(-1, 3)})
+                      ann.get("id", i), {"keypoints_2d": np.asarray(ann["keypoints"], np.float64).reshape(-1, 3)},
+                      aspect_ratio)
         if rec is not None:
             records.append(rec)
     return records
