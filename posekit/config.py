@@ -184,6 +184,56 @@ class Body3DConfig:
 
 
 @dataclass
+class AdaptSection:
+    """ADAPT.*: posekit keys of domain adaptation (`posekit adapt`, posekit.engine.adapt).
+
+    The source is DATASET.TRAIN_ANN/IMAGES (labelled), the labelled target held-out split DATASET.TEST_ANN/IMAGES
+    (scoring only), the unlabelled target training set ADAPT.TARGET_ANN/IMAGES (its keypoints, when present, are
+    used only by the pseudo-label diagnostics). TRAIN.* gives the optimiser, batch, seed and time limit.
+    """
+
+    METHOD: str = "ccssl"  # ccssl | wscda | source (continued source-only training) | adabn (source + target BN)
+    PRESET: str = ""  # "" = the keys below | official: the released CC-SSL / paper WS-CDA recipe (overrides them)
+    TESTBED: str = ""  # "" | quadruped | people: generate the built-in test bed under DATA_ROOT when files are absent
+    DATA_ROOT: str = "data/adapt"
+    TARGET_ANN: str = ""  # unlabelled target training set (COCO keypoints file; keypoints never trained on)
+    TARGET_IMAGES: str = ""
+    HUMAN_ANN: str = ""  # WS-CDA: labelled human set (unused, may be empty, for the other methods)
+    HUMAN_IMAGES: str = ""
+    INIT: str = ""  # source weights (posekit weights file / checkpoint) to start from; "" = SOURCE_EPOCHS first
+    SOURCE_EPOCHS: int = 0  # source-only epochs before the first round
+    ROUND_EVERY: int = 10  # epochs per pseudo-label round
+    SCHEDULE_STEP: int = 10  # official epochs per round in the threshold rule (kept 20/40/60/80 % for rounds 0..3)
+    KEPT: list[float] = field(default_factory=list)  # kept fraction per round (last one repeats); [] = official rule
+    ITERS_PER_EPOCH: int = 0  # 0 = the shortest domain loader
+    TARGET_BATCH: int = 0  # 0 = TRAIN.BATCH_SIZE_PER_GPU
+    HUMAN_BATCH: int = 0
+    OPTIMIZER: str = ""  # "" = TRAIN.OPTIMIZER | rmsprop (official CC-SSL: momentum 0, no weight decay)
+    LR_DECAY: str = "cosine"  # none (official) | cosine: over END_EPOCH epochs (or BUDGET units)
+    BUDGET: float = 0.0  # compute budget in image-forward units (train image 3, labelling pass 1); 0 = epochs only
+    TARGET_WEIGHT: float = 1.0  # CC-SSL gamma (official 10)
+    STRONG_AUGMENT: bool = True
+    AUG_SCALE: str = "crop"  # official (blur sigma 1-5 px, noise sd 127) | crop: blur x side/256, noise sd 0.1x255
+    NUM_TRANSFORM: int = 5
+    SCALE_FACTOR: float = 0.25
+    ROT_FACTOR: float = 30.0
+    FLIP_PSEUDO: bool = False
+    TEMPORAL: bool = True
+    LAMBDA_DECAY: float = 0.9
+    ZERO_PREVIOUS_ON_REJECT: bool = False
+    BN: str = "joint"  # domain: each domain's chunk forwarded alone (official) | joint: one forward of the batch
+    ADABN: bool = False  # re-estimate BatchNorm statistics on target images before labelling / scoring / saving
+    ALPHA: float = -1.0  # WS-CDA adversarial coefficient (gradient reversal of |ALPHA|)
+    BETA: float = 500.0  # WS-CDA pose-loss weight
+    W1: float = 1.0
+    W2: float = 1.0
+    GRL_RAMP: float = 1.0  # > 0: reversal coefficient ramps 2/(1+exp(-10 p))-1 over this fraction of the run
+    #   (0 = full strength from the first step, official)
+    EVAL_EVERY_ROUND: bool = True
+    PICTURES: int = 12  # target images per round drawn with kept pseudo labels green / red (0 = none)
+
+
+@dataclass
 class Config:
     """A whole experiment; field names are the official YAML keys. `source`/`unused` are bookkeeping, not keys."""
 
@@ -200,6 +250,7 @@ class Config:
     TEST: TestConfig = field(default_factory=TestConfig)
     DEBUG: DebugConfig = field(default_factory=DebugConfig)
     BODY3D: Body3DConfig = field(default_factory=Body3DConfig)
+    ADAPT: AdaptSection = field(default_factory=AdaptSection)
     source: str = field(default="", compare=False)
     unused: list[str] = field(default_factory=list, compare=False)
 

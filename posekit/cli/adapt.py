@@ -1,131 +1,91 @@
-"""`posekit adapt --method ccssl|wscda|source --out DIR [data] [options]`: animal-pose domain adaptation.
+"""`posekit adapt CONFIG [KEY=VALUE...] [--out DIR] [--resume] [--json]`: domain adaptation, like `posekit train`.
 
-Data: `--builtin DIR` generates (or reuses) posekit's synthetic domains there (source = quadrupeds style A,
-target = style B: ordered train sequences, unlabelled, plus a labelled held-out split; humans for WS-CDA), or
-give COCO keypoint files with --source-ann/--source-images, --target-ann/--target-images (unlabelled train),
---val-ann/--val-images (labelled target held-out) and --human-ann/--human-images (WS-CDA).
+CONFIG is an experiment YAML with an ADAPT section (posekit/configs/adapt/*.yaml: the built-in test beds, generated
+on first use under ADAPT.DATA_ROOT; a bare test-bed name such as `quadruped` finds the shipped file).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import warnings
 from pathlib import Path
+from typing import Any
 
-from posekit.errors import ConfigError
-from posekit.tables import format_table
+from posekit.cli.tables import format_table
 
-HELP = "adapt a pose network from a labelled source to an unlabelled target domain (CC-SSL, WS-CDA)"
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WxH such as 128x128, got {text!r}") from None
-    return w, h
+HELP = "adapt a pose network from a labelled source to an unlabelled target domain (CC-SSL, WS-CDA, AdaBN)"
+SHIPPED = Path(__file__).resolve().parent.parent / "configs" / "adapt"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--method", choices=("ccssl", "wscda", "source"), default="ccssl",
-                        help="ccssl (Mu et al. 2020), wscda (Cao et al. 2019) or source-only training")
-    parser.add_argument("--out", required=True, help="output folder (checkpoint.pth, pseudo_labels/, summary.json)")
-    data = parser.add_argument_group("data")
-    data.add_argument("--builtin", metavar="DIR", help="generate / reuse the built-in synthetic domains in DIR")
-    data.add_argument("--builtin-sizes", metavar="S,T,V,H", help="built-in image counts: source,target,val,human")
-    data.add_argument("--builtin-image-size", type=_size, default=(128, 128), metavar="WxH")
-    for name, what in (("source", "labelled source"), ("target", "unlabelled target train"),
-                       ("val", "labelled target held-out"), ("human", "labelled human set (WS-CDA)")):
-        data.add_argument(f"--{name}-ann", help=f"{what} COCO keypoint file")
-        data.add_argument(f"--{name}-images", help=f"{what} image folder")
-    opt = parser.add_argument_group("training")
-    opt.add_argument("--model", default="hourglass_bearpaw_4stack_256x256", help="zoo network (`posekit models`)")
-    opt.add_argument("--input-size", type=_size, metavar="WxH", help="network input (default: the zoo entry's)")
-    opt.add_argument("--epochs", type=int, default=60)
-    opt.add_argument("--source-epochs", type=int, default=0, help="source-only epochs before the first round")
-    opt.add_argument("--round-every", type=int, default=10, help="regenerate pseudo labels every N epochs")
-    opt.add_argument("--iters-per-epoch", type=int, default=0, help="0: the shortest domain loader")
-    opt.add_argument("--batch-size", type=int, default=6)
-    opt.add_argument("--optimizer", choices=("rmsprop", "adam"), default="rmsprop")
-    opt.add_argument("--lr", type=float, default=2.5e-4)
-    opt.add_argument("--target-weight", type=float, default=10.0, help="CC-SSL weight of the target loss")
-    opt.add_argument("--num-transform", type=int, default=5, help="pseudo-label passes (identity + scale/rot)")
-    opt.add_argument("--flip-pseudo", action="store_true", help="add a flipped pass to the pseudo labels")
-    opt.add_argument("--no-temporal", action="store_true", help="no optical-flow temporal consistency")
-    opt.add_argument("--no-strong-augment", action="store_true", help="plain augmentation on the source")
-    opt.add_argument("--max-minutes", type=float, default=0.0, help="stop after this much time (0: none)")
-    opt.add_argument("--init", metavar="WEIGHTS", help="start from these weights (e.g. a source-only run)")
-    opt.add_argument("--seed", type=int, default=0)
-    opt.add_argument("--workers", type=int, default=0, help="data-loading processes")
-    opt.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
+    parser.add_argument("config", help="adaptation YAML (posekit/configs/adapt/*.yaml, or a shipped name: "
+                                       f"{', '.join(sorted(p.stem for p in SHIPPED.glob('*.yaml')))})")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="config overrides, e.g. ADAPT.METHOD=wscda ADAPT.TARGET_WEIGHT=2 TRAIN.MAX_MINUTES=5")
+    parser.add_argument("--out", help="output folder (default: OUTPUT_DIR/<config name>)")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pth")
+    parser.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
     parser.add_argument("--json", action="store_true", help="print the final summary as one JSON object only")
 
 
-def _domains(args: argparse.Namespace):
-    from posekit.engine.adapt import BuiltinDomains, Domains, Split, builtin_domains
+def config_path(name: str) -> str:
+    """A config file, or the shipped adapt config of that name."""
+    if Path(name).is_file() or not (SHIPPED / f"{name}.yaml").is_file():
+        return name
+    return str(SHIPPED / f"{name}.yaml")
 
-    if args.builtin:
-        sizes = {}
-        if args.builtin_sizes:
-            try:
-                s, t, v, h = (int(x) for x in args.builtin_sizes.split(","))
-            except ValueError:
-                raise ConfigError(f"--builtin-sizes: expected S,T,V,H integers, got {args.builtin_sizes!r}") from None
-            sizes = dict(num_source=s, num_target=t, num_val=v, num_human=h)
-        return builtin_domains(args.builtin, BuiltinDomains(image_size=args.builtin_image_size, seed=args.seed,
-                                                            **sizes))
 
-    def split(name: str, required: bool = True):
-        ann, img = getattr(args, f"{name}_ann"), getattr(args, f"{name}_images")
-        if not ann or not img:
-            if required:
-                raise ConfigError(f"--{name}-ann and --{name}-images are required without --builtin")
-            return None
-        for p in (ann, img):
-            if not Path(p).exists():
-                raise ConfigError(f"--{name}: {p} does not exist")
-        return Split(ann, img)
-
-    return Domains(split("source"), split("target"), split("val"), split("human", args.method == "wscda"))
+def _event(kind: str, info: dict[str, Any]) -> None:
+    if kind == "init":
+        print(f"source weights: {info['weights']}", flush=True)
+    elif kind == "pseudo_labels":
+        prec = info.get("kept_precision")
+        shown = "" if prec is None else f", {prec:.1%} of them correct (hidden GT)"
+        print(f"round {info['round']}: pseudo labels kept {info['kept_fraction']:.0%} (threshold "
+              f"{info['threshold']:.4f}){shown}", flush=True)
+    elif kind == "epoch":
+        parts = [f"epoch {info['epoch']}", f"loss {info.get('loss', float('nan')):.5f}"]
+        parts += [f"{k[5:]} {v:.5f}" for k, v in info.items() if k.startswith("loss_")]
+        m = info.get("metrics") or {}
+        parts += [f"target {k} {m[k]:.4f}" for k in ("PCK@0.05", "AP") if k in m]
+        print("  ".join(parts), flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    from posekit.engine.adapt import AdaptConfig, adapt
+    from posekit.config import ConfigWarning, load_config
+    from posekit.engine.adapt import fill_paths
+    from posekit.engine.adapt import run as adapt_run
 
-    cfg = AdaptConfig(method=args.method, model=args.model, input_size=args.input_size, epochs=args.epochs,
-                      source_epochs=args.source_epochs, round_every=args.round_every,
-                      iters_per_epoch=args.iters_per_epoch, batch_size=args.batch_size,
-                      target_batch_size=args.batch_size, human_batch_size=args.batch_size, optimizer=args.optimizer,
-                      lr=args.lr, target_weight=args.target_weight, num_transform=args.num_transform,
-                      flip_pseudo=args.flip_pseudo, temporal=not args.no_temporal,
-                      strong_augment=not args.no_strong_augment, max_minutes=args.max_minutes, seed=args.seed,
-                      workers=args.workers)
-    domains = _domains(args)
-
-    def event(kind: str, info: dict) -> None:
-        if args.json:
-            return
-        if kind == "pseudo_labels":
-            print(f"round {info['round']}: pseudo labels kept {info['kept_fraction']:.0%} (threshold "
-                  f"{info['threshold']:.4f}, drop fraction {info['drop_fraction']:.2f})", flush=True)
-        else:
-            parts = [f"epoch {info['epoch']}", f"loss {info.get('loss', float('nan')):.5f}"]
-            parts += [f"{k[5:]} {v:.5f}" for k, v in info.items() if k.startswith("loss_")]
-            if "metrics" in info:
-                parts.append(f"target PCK@0.05 {info['metrics']['PCK@0.05']:.4f}")
-            print("  ".join(parts), flush=True)
-
-    summary = adapt(cfg, domains, args.out, resume=args.resume, init_weights=args.init, device=args.device,
-                    on_event=event)
+    path = config_path(args.config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConfigWarning)
+        cfg = fill_paths(load_config(path, args.overrides))
+    out = Path(args.out) if args.out else Path(cfg.OUTPUT_DIR or "output") / Path(path).stem
+    if not args.json:
+        print(f"adapting {cfg.MODEL.ZOO or cfg.MODEL.NAME} with {cfg.ADAPT.METHOD}"
+              f"{' (official preset)' if cfg.ADAPT.PRESET else ''} -> {out}", flush=True)
+    summary = adapt_run(cfg, out, resume=args.resume, device=args.device, on_event=None if args.json else _event)
     if args.json:
-        print(json.dumps({"method": summary["method"], "stop_reason": summary["stop_reason"],
-                          "epoch": summary["epoch"], "metrics": summary["metrics"], "out_dir": args.out}))
-        return 0
+        print(json.dumps({k: summary[k] for k in ("method", "stop_reason", "epoch", "iteration", "units",
+                                                  "metrics", "rounds", "final_weights")} | {"out_dir": str(out)}))
+    else:
+        _print_summary(summary)
+    if summary["stop_reason"] in ("interrupted", "stopped"):
+        again = ["posekit", "adapt", args.config, *args.overrides, "--out", str(out), "--resume"]
+        if not args.json:
+            print(f"interrupted: checkpoint written to {summary['checkpoint']}; continue with: "
+                  + " ".join(shlex.quote(a) for a in again), flush=True)
+        return 130
+    return 0
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
     metrics = summary["metrics"] or {}
     rows = [[k.replace("PCK@0.05 ", "") if k != "PCK@0.05" else "mean", v] for k, v in metrics.items()
             if k.startswith("PCK")]
     rows += [[k, v] for k, v in metrics.items() if k.startswith("AP")]
     print(format_table(rows, ["target held-out", "PCK@0.05 / AP"], digits=4))
-    print(f"stopped: {summary['stop_reason']} after {summary['epoch']} epochs; checkpoint {summary['checkpoint']}")
-    return 0
+    print(f"stopped: {summary['stop_reason']} after {summary['epoch']} epochs, {summary['iteration']} steps, "
+          f"{summary['units']:.0f} compute units; weights {summary['final_weights']}")
