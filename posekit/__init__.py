@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from posekit._version import __version__
 from posekit.errors import CheckpointError, ConfigError, DataError, PosekitError
-
-__version__ = "0.1.0"
 
 __all__ = ["CheckpointError", "ConfigError", "DataError", "Pose", "PoseEstimator", "PosekitError", "__version__"]
 

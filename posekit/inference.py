@@ -33,7 +33,6 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -43,9 +42,9 @@ import torch
 
 from posekit import geometry, skeletons
 from posekit.errors import CheckpointError, ConfigError, DataError
-from posekit.evaluation.results import IN_VIS_THRE
 from posekit.evaluation.results import rescore as official_rescore
-from posekit.runtime import IMAGENET_MEAN, IMAGENET_STD, crop_boxes, predict_crops
+from posekit.runtime import RESCORE_THRESHOLD, Pose, Result, rescore
+from posekit.runtime.topdown import IMAGENET_MEAN, IMAGENET_STD, crop_boxes, predict_crops
 from posekit.skeletons import Skeleton
 from posekit.vis import draw_pose
 
@@ -55,69 +54,11 @@ __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "IMAGE_EXTS", "VIDEO_EXTS", "Pose", 
            "ResultsWriter", "collect_inputs", "draw_poses", "process_video", "read_detections", "register_task_path",
            "rescore", "resolve_spec", "zoo_spec"]
 
-# Official rescoring: a person's score = box score x mean of its keypoint scores above this (HRNet in_vis_thre).
-RESCORE_THRESHOLD = IN_VIS_THRE
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
 BoxesFn = Callable[[int, np.ndarray], "np.ndarray | tuple[np.ndarray, np.ndarray] | None"]
 BoxesArg = Any  # None | array [M,4|5] | Mapping[path str / name / stem / id, boxes] | callable(path, image, frame)
-
-
-@dataclass
-class Pose:
-    """One person: keypoints [K,3] (x, y, score) in image px, its box xywh, box score and rescored score."""
-
-    keypoints: np.ndarray
-    box: np.ndarray
-    score: float
-    box_score: float = 1.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_coco(self, image_id: int, category_id: int = 1) -> dict[str, Any]:
-        """The COCO keypoint results entry (image_id, category_id, keypoints flat x,y,score, score); 3-D models add
-        "keypoints_3d" ([J,3] camera-space mm) and "root_depth" (mm)."""
-        entry = {
-            "image_id": int(image_id),
-            "category_id": int(category_id),
-            "keypoints": [round(float(v), 4) for v in np.asarray(self.keypoints, dtype=np.float64).reshape(-1)],
-            "score": float(self.score),
-            "bbox": [round(float(v), 2) for v in self.box],
-        }
-        if "joints_cam" in self.extra:
-            entry["keypoints_3d"] = np.round(np.asarray(self.extra["joints_cam"], np.float64), 2).tolist()
-            entry["root_depth"] = round(float(self.extra["root_depth"]), 2)
-        return entry
-
-
-@dataclass
-class Result:
-    """One image or video frame: unpacks as (path, image, poses); `error` is set (image None) when it was skipped."""
-
-    path: Path
-    image: np.ndarray | None
-    poses: list[Pose]
-    frame: int | None = None  # video frame index (None for an image file)
-    error: str | None = None
-    index: int = 0  # running index over everything the iterator yielded
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter((self.path, self.image, self.poses))
-
-    def coco(self, image_id: int, category_id: int = 1) -> list[dict[str, Any]]:
-        """COCO keypoint results of this image/frame, with 'file_name' (and 'frame' for videos)."""
-        extra: dict[str, Any] = {"file_name": str(self.path)}
-        if self.frame is not None:
-            extra["frame"] = self.frame
-        return [{**p.to_coco(image_id, category_id), **extra} for p in self.poses]
-
-
-def rescore(keypoint_scores: np.ndarray, box_score: float, threshold: float = RESCORE_THRESHOLD) -> float:
-    """Official rescoring of one person: box score x mean of the keypoint scores above `threshold` (0 when none is)."""
-    s = np.asarray(keypoint_scores)
-    kpts = np.zeros((1, s.shape[-1], 3), dtype=s.dtype if np.issubdtype(s.dtype, np.floating) else np.float64)
-    kpts[0, :, 2] = s
-    return float(official_rescore(kpts, np.asarray([box_score]), threshold)[0])
 
 
 def _as_rgb(image: np.ndarray, what: str = "image") -> np.ndarray:
@@ -297,7 +238,7 @@ def _topdown(est: PoseEstimator, images: Sequence[np.ndarray], boxes: Sequence |
 def _bottomup(est: PoseEstimator, images: Sequence[np.ndarray], boxes: Sequence | None,
               scores: Sequence | None) -> list[list[Pose]]:
     """Associative Embedding: every person of each whole image (boxes are not used), posekit.bottomup."""
-    from posekit.bottomup import estimate_bottomup
+    from posekit.runtime.bottomup import estimate_bottomup
 
     fidx = est.skeleton.flip_index if est.flip_test else None
     return [estimate_bottomup(est.model, est.codec, _as_rgb(image, f"image {i}"), flip_index=fidx,
@@ -311,7 +252,7 @@ def _body3d(est: PoseEstimator, images: Sequence[np.ndarray], boxes: Sequence | 
     Camera: focal length and principal point from `est.camera` (f, c) when set, else the synthetic-data default
     focal length and the image centre; root depth from the box size (RootNet-style prior), see body3d_task.
     """
-    from posekit.engine.body3d_task import predict_poses_3d
+    from posekit.runtime.body3d import predict_poses_3d
 
     f, c = est.camera if est.camera is not None else (None, None)
     out: list[list[Pose]] = []
@@ -362,8 +303,8 @@ class PoseEstimator:
         `calibration_size` network inputs (crops and their mirrors).
         """
         from posekit import codecs
-        from posekit.backends import create
         from posekit.modelspec import build_codec
+        from posekit.runtime.backends import create
 
         if int(batch_size) < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -389,7 +330,7 @@ class PoseEstimator:
         self.camera = camera
         self.load_report = None
         if self.task == "body3d" and model is None and self.weights is not None:
-            from posekit.engine.body3d_task import load_body3d  # rebuilt from the config inside the weights
+            from posekit.engine.tasks.body3d import load_body3d  # rebuilt from the config inside the weights
 
             built = load_body3d(self.weights)
             self.model, self.codec = built.model, built.codec
@@ -434,7 +375,7 @@ class PoseEstimator:
 
     def forward(self, x: torch.Tensor) -> np.ndarray:
         """Network outputs [M,C,h,w] of normalised crops, averaged with the flipped-back mirror when flip_test."""
-        from posekit.runtime import forward_flip
+        from posekit.runtime.topdown import forward_flip
 
         return forward_flip(self.backend, x.to(self.device), self.codec, self.flip_index,
                             self.color_rgb).float().cpu().numpy()
@@ -447,7 +388,7 @@ class PoseEstimator:
     def network_inputs(self, crops: np.ndarray | torch.Tensor) -> torch.Tensor:
         """What the backend runs for crops (uint8 RGB [M,h,w,3] or normalised RGB [M,3,h,w]): normalised, in the
         network's colour order, with the mirrored crops appended when flip testing."""
-        from posekit.runtime import rgb_to_official_bgr, to_input
+        from posekit.runtime.topdown import rgb_to_official_bgr, to_input
 
         x = crops.float().cpu() if isinstance(crops, torch.Tensor) else (
             to_input(crops) if np.asarray(crops).dtype == np.uint8 else torch.from_numpy(np.asarray(crops,
@@ -482,7 +423,7 @@ class PoseEstimator:
     def calibrate(self, data: Any, boxes: BoxesArg = None) -> None:
         """Calibrate (quantise, or take from the cache) the int8 backend on `data`: uint8 RGB crops [M,h,w,3],
         normalised RGB crops [M,3,h,w] (tensor or array), or image paths / folders (`calibration_crops`)."""
-        from posekit.backends import calibration_batches
+        from posekit.runtime.backends import calibration_batches
 
         if self.backend.name != INT8:
             raise ConfigError(f"calibrate: the backend is {self.backend.name!r}, not {INT8!r}")

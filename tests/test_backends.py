@@ -17,10 +17,12 @@ import numpy as np
 import pytest
 import torch
 
-from posekit import backends, models
-from posekit.bench.inference import randomise
+from posekit import models
+from posekit.bench.common import randomise
 from posekit.errors import ConfigError
+from posekit.export import session_options
 from posekit.inference import PoseEstimator
+from posekit.runtime import backends
 
 KP_TOL = 1e-3  # crop input px
 MODELS = ["hrnet_w16_tiny_128x96",
@@ -80,7 +82,7 @@ def test_every_backend_gives_eager_keypoints(name: str, weights_dir: Path) -> No
 def test_flip_in_one_batch_equals_two_forwards() -> None:
     """The mirrored crops as the second half of one batch give the official two-forward average."""
     from posekit import codecs
-    from posekit.runtime import forward_flip, torch_runner
+    from posekit.runtime.topdown import forward_flip, torch_runner
 
     name = "simplebaseline_res18_128x96"
     model = models.build(name).eval()
@@ -178,21 +180,21 @@ def test_random_weights_auto_does_not_export() -> None:
 def test_session_options_are_applied(monkeypatch) -> None:
     import onnxruntime as ort
 
-    opts = backends.session_options(intra_op_threads=3, execution_mode="parallel", graph_optimization="basic",
+    opts = session_options(intra_op_threads=3, execution_mode="parallel", graph_optimization="basic",
                                     cpu_mem_arena=False, spinning=False)
     assert opts.intra_op_num_threads == 3 and opts.inter_op_num_threads == 1
     assert opts.execution_mode == ort.ExecutionMode.ORT_PARALLEL
     assert opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     assert not opts.enable_cpu_mem_arena
     assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
-    default = backends.session_options()
+    default = session_options()
     assert default.intra_op_num_threads == torch.get_num_threads()
     assert default.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
     assert default.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     monkeypatch.setenv("POSEKIT_ORT_SPIN", "0")
-    assert backends.session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
     with pytest.raises(ConfigError, match="unknown onnxruntime session option"):
-        backends.session_options(threads=2)
+        session_options(threads=2)
 
 
 def test_state_hash_follows_every_tensor() -> None:
@@ -359,7 +361,7 @@ def test_int8_without_quantization_module_is_a_clear_error(monkeypatch) -> None:
         backends.create(backends.INT8, Tiny().eval(), (16, 24), name="tiny", calibration=torch.randn(2, 3, 24, 16))
 
 
-needs_bf16 = pytest.mark.skipif(not __import__("posekit.hardware", fromlist=["x"]).cpu_has_native_bf16(),
+needs_bf16 = pytest.mark.skipif(not __import__("posekit.runtime.hardware", fromlist=["x"]).cpu_has_native_bf16(),
                                 reason="this CPU has no native bfloat16 (AVX512-BF16 / AMX): torch-bf16 is refused")
 
 
@@ -388,7 +390,7 @@ def test_bf16_heatmaps_and_keypoints_close_to_fp32(weights_dir: Path) -> None:
 
 
 def test_bf16_refused_without_native_bf16(monkeypatch) -> None:
-    from posekit import hardware
+    from posekit.runtime import hardware
 
     monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: False)
     model = models.build("hrnet_w16_tiny_128x96").eval()

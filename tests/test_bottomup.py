@@ -6,10 +6,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from posekit import bottomup
 from posekit.codecs import associative_embedding as ae
-from posekit.inference import Pose
 from posekit.models.hourglass import AEPoseNet
+from posekit.runtime import Pose, bottomup
 from posekit.skeletons import COCO17
 
 

@@ -19,7 +19,8 @@ from torch import nn
 
 from posekit import skeletons
 from posekit.errors import CheckpointError, DataError
-from posekit.inference import IMAGENET_MEAN, IMAGENET_STD, Pose, PoseEstimator, draw_poses, process_video, rescore
+from posekit.inference import IMAGENET_MEAN, IMAGENET_STD, PoseEstimator, draw_poses, process_video
+from posekit.runtime import Pose, rescore
 from posekit.vis import write_png
 
 # 19 colours whose largest channel is 255, so no colour is a darker copy of another one (a disc edge blended with

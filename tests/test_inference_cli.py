@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from posekit import models
-from posekit.bench.inference import randomise
+from posekit.bench.common import randomise
 from posekit.cli import main
 from posekit.errors import ConfigError, DataError
 from posekit.inference import PoseEstimator, ResultsWriter

@@ -37,7 +37,7 @@ def _trained(zoo: str, synth: Path, tmp_path: Path, fmt: str) -> Path:
 
 @pytest.mark.slow
 def test_bottom_up_estimator_needs_no_boxes(synth: Path, tmp_path: Path) -> None:
-    from posekit.bottomup import estimate_bottomup
+    from posekit.runtime.bottomup import estimate_bottomup
 
     weights = _trained("ae_hourglass_small_128", synth, tmp_path, "coco")
     est = PoseEstimator(weights)
@@ -54,7 +54,7 @@ def test_bottom_up_estimator_needs_no_boxes(synth: Path, tmp_path: Path) -> None
 
 @pytest.mark.slow
 def test_3d_estimator_returns_camera_space_joints(synth: Path, tmp_path: Path) -> None:
-    from posekit.engine.body3d_task import predict_poses_3d
+    from posekit.runtime.body3d import predict_poses_3d
 
     weights = _trained("posenet3d_res18_128x128", synth, tmp_path, "synth3d")
     est = PoseEstimator(weights)
@@ -101,9 +101,9 @@ def test_bottom_up_people_are_the_boxes_of_a_top_down_model(synth: Path, tmp_pat
     are people to find) become the boxes of a top-down model, in the library and in `posekit infer`."""
     import json
 
-    import posekit.bottomup as bu
+    import posekit.runtime.bottomup as bu
     from posekit.cli import main
-    from posekit.inference import Pose
+    from posekit.runtime import Pose
 
     ann = json.loads((synth / "annotations.json").read_text())
     first = ann["images"][0]
@@ -139,10 +139,10 @@ def test_infer_draws_bottom_up_people_above_the_person_threshold(synth: Path, tm
     (default 0.2 for bottom-up models)."""
     import json
 
-    import posekit.bottomup as bu
     import posekit.inference as inference
+    import posekit.runtime.bottomup as bu
     from posekit.cli import main
-    from posekit.inference import Pose
+    from posekit.runtime import Pose
 
     kp = np.zeros((17, 3), np.float32)
     kp[:, :2], kp[:, 2] = 20.0, 0.9

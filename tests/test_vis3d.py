@@ -7,7 +7,7 @@ import pytest
 
 from posekit.errors import DataError
 from posekit.skeletons import get as get_skeleton
-from posekit.vis3d import skeleton_3d_image, write_skeleton_3d
+from posekit.vis.skeleton3d import skeleton_3d_image, write_skeleton_3d
 
 
 def test_skeleton_picture_of_a_real_h36m_pose(data_dir, out_dir):

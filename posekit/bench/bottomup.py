@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from posekit.tables import format_table
+from posekit.cli.tables import format_table
 
 HELP = "held-out COCO AP of the small bottom-up AE model (no boxes) vs the top-down demo model (GT boxes)"
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from posekit.config import load_config
-    from posekit.engine.predict import evaluate
+    from posekit.engine.test import evaluate
     from posekit.engine.train import fit
 
     if args.threads:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from posekit import codecs
-from posekit.tables import format_table
+from posekit.cli.tables import format_table
 
 HELP = "round-trip error (input px) and encode/decode throughput of every keypoint codec"
 

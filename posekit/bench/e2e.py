@@ -20,8 +20,6 @@ onnxruntime, exact up to float rounding with torch). Wall clock on a possibly sh
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -30,15 +28,15 @@ import cv2
 import numpy as np
 import torch
 
+from posekit.bench.common import bench_weights, coco_inputs, generated_inputs
+from posekit.cli.tables import format_table
 from posekit.errors import ConfigError
-from posekit.tables import format_table
 
 HELP = "end-to-end people/s and images/s of posekit infer vs an official-style eager loop on COCO images"
-COCO_SAMPLES = Path("data") / "coco" / "mmpose"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from posekit import backends
+    from posekit.runtime import backends
 
     parser.add_argument("--model", default="hrnet_w32_256x192", help="zoo model (default hrnet_w32_256x192)")
     parser.add_argument("--backend", default="auto",
@@ -52,62 +50,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="posekit person crops per network batch")
     parser.add_argument("--threads", type=int, default=None, help="torch / onnxruntime threads (default torch's)")
     parser.add_argument("--no-flip", action="store_true", help="disable the flip test in both loops")
-
-
-def shared_dir() -> Path:
-    """../shared next to the repository (or $POSEKIT_SHARED)."""
-    root = Path(__file__).resolve().parents[2]
-    return Path(os.environ.get("POSEKIT_SHARED", root.parent / "shared"))
-
-
-def coco_inputs(threshold: float) -> tuple[list[Path], dict[str, np.ndarray]] | None:
-    """The COCO sample images and their detections {file name: [M,5]}, or None when ../shared is absent."""
-    root = shared_dir() / COCO_SAMPLES
-    gt, dets = root / "test_coco.json", root / "test_coco_det_AP_H_56.json"
-    if not (gt.is_file() and dets.is_file()):
-        return None
-    from posekit.inference import read_detections
-
-    images = json.loads(gt.read_text())["images"]
-    by_id = read_detections(dets, threshold)
-    paths = [root / im["file_name"] for im in images]
-    boxes = {Path(im["file_name"]).name: by_id.get(int(im["id"]), np.zeros((0, 5))) for im in images}
-    return paths, boxes
-
-
-def generated_inputs(folder: Path, n: int, seed: int = 0) -> tuple[list[Path], dict[str, np.ndarray]]:
-    """n blurred-noise 480x640 JPEGs with 3-10 random person-shaped boxes each."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths, boxes = [], {}
-    for i in range(n):
-        small = rng.integers(0, 256, (60, 80, 3)).astype(np.uint8)
-        img = cv2.resize(small, (640, 480), interpolation=cv2.INTER_CUBIC)
-        path = folder / f"gen_{i:04d}.jpg"
-        cv2.imwrite(str(path), img)
-        m = int(rng.integers(3, 11))
-        wh = rng.uniform([30, 60], [200, 400], (m, 2))
-        xy = rng.uniform(0, 1, (m, 2)) * (np.array([640, 480]) - wh * 0.5)
-        boxes[path.name] = np.concatenate([xy, wh, rng.uniform(0.3, 1.0, (m, 1))], axis=1)
-        paths.append(path)
-    return paths, boxes
-
-
-def bench_weights(name: str) -> Path:
-    """A cached weights file of `name` with seeded O(1) random weights (so ONNX exports are cached too)."""
-    from posekit import models
-    from posekit.backends import user_cache_dir
-    from posekit.bench.inference import randomise
-
-    path = user_cache_dir().parent / "bench" / f"{name}-random-seed0.pth"
-    if not path.is_file():
-        model = models.build(name).eval()
-        randomise(model)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(model.state_dict(), tmp)
-        os.replace(tmp, path)
-    return path
 
 
 class OfficialLoop:

@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from posekit.cli.tables import format_table
 from posekit.errors import DataError
 from posekit.evaluation import coco as coco_eval
 from posekit.evaluation.nms import COCO_SIGMAS, group_by_image, nms_per_image
 from posekit.evaluation.results import IN_VIS_THRE, OKS_THRE, make_results, rescore
-from posekit.tables import format_table
 
 HELP = "time COCO keypoint evaluation (pycocotools vs faster-coco-eval) and OKS-NMS on the val2017 subset"
 

@@ -29,10 +29,11 @@ import numpy as np
 import torch
 
 from posekit import geometry, models
-from posekit.backends import BF16, INT8, OnnxBackend, TorchBackend, create
+from posekit.bench.common import randomise
+from posekit.cli.tables import format_table
 from posekit.errors import ConfigError, PosekitError
 from posekit.models.fuse import fold_batchnorm
-from posekit.tables import format_table
+from posekit.runtime.backends import BF16, INT8, OnnxBackend, TorchBackend, create
 
 HELP = "CPU images/s of zoo models per backend (batch 1 and 8), GFLOP/s and fraction of a same-run GEMM rate"
 
@@ -119,24 +120,6 @@ def gemm_rate(threads: int, n: int = 1536, iters: int = 5) -> dict[str, float]:
     return out
 
 
-def randomise(model: torch.nn.Module, seed: int = 0) -> None:
-    """Seeded He-normal conv weights and random BatchNorm affine/statistics, so outputs are O(1) and diffs mean
-    something (the official init gives ~1e-12 outputs)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d | torch.nn.Linear):
-                fan_in = m.weight[0].numel() if not isinstance(m, torch.nn.ConvTranspose2d) else \
-                    m.weight.shape[0] * m.weight[0, 0].numel()
-                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
-            elif isinstance(m, torch.nn.BatchNorm2d) and m.running_var is not None:
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
-                if m.affine:
-                    m.weight.copy_(torch.rand(m.weight.shape, generator=gen) * 0.5 + 0.5)
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
-
-
 def _plain_session(path: Any) -> Any:
     import onnxruntime as ort
 
@@ -169,7 +152,7 @@ def bench_model(name: str, batch_sizes: list[int], input_size: tuple[int, int], 
         notes[BF16] = str(e)
     if onnx:
         try:
-            from posekit.bench.e2e import bench_weights
+            from posekit.bench.common import bench_weights
 
             # the seeded weights saved once under $XDG_CACHE_HOME/posekit/bench: the export is cached across runs
             runners["onnxruntime"] = create("onnxruntime", model, input_size, name=name, weights=bench_weights(name),
@@ -185,7 +168,7 @@ def bench_model(name: str, batch_sizes: list[int], input_size: tuple[int, int], 
             notes["onnxruntime"] = str(e)
     if int8:
         try:
-            from posekit.bench.e2e import bench_weights
+            from posekit.bench.common import bench_weights
 
             runners[INT8] = create(INT8, model, input_size, name=name, weights=bench_weights(name), cache_dir=cache_dir,
                                    calibration=calibration_crops(input_size), intra_op_threads=threads)
@@ -218,9 +201,9 @@ def calibration_crops(input_size: tuple[int, int], count: int = 32) -> torch.Ten
     images with random boxes when absent) at `input_size`, normalised, with their mirrors appended (the flip test)."""
     import tempfile
 
-    from posekit.bench.e2e import coco_inputs, generated_inputs
+    from posekit.bench.common import coco_inputs, generated_inputs
     from posekit.data.images import read_image
-    from posekit.runtime import crop_boxes, to_input
+    from posekit.runtime.topdown import crop_boxes, to_input
 
     w, h = input_size
     with tempfile.TemporaryDirectory(prefix="posekit-calib-") as tmp:

@@ -12,7 +12,7 @@ import sys
 from functools import partial
 from typing import Any
 
-from posekit.tables import format_table
+from posekit.cli.tables import format_table
 
 HELP = "held-out COCO AP of the demo model vs training wall-clock (synthetic data; table + PNG)"
 

@@ -50,7 +50,7 @@ def ensure_synth3d(data_dir: str | os.PathLike, num_train: int, num_val: int, se
 
 def mean_pose_baseline(train_records: list, test_records: list, skeleton: Any) -> dict[str, float]:
     """Metrics of predicting the mean root-relative training pose for every test person (placed at its GT root)."""
-    from posekit.engine.body3d_task import joint_layout, score_body3d
+    from posekit.engine.tasks.body3d import joint_layout, score_body3d
 
     root, _ = joint_layout(skeleton)
     rel = np.stack([r.joints_cam - r.joints_cam[root] for r in train_records])
@@ -69,8 +69,8 @@ def learn3d(out_dir: str | os.PathLike, minutes: float = 6.0, data_dir: str | os
     import torch
 
     from posekit.config import load_config
-    from posekit.engine.body3d_task import load_records_3d
     from posekit.engine.tasks import task_for
+    from posekit.engine.tasks.body3d import load_records_3d
     from posekit.engine.train import fit
     from posekit.models.weights import load_checkpoint
 

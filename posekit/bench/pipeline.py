@@ -30,11 +30,11 @@ import numpy as np
 import torch
 
 from posekit import codecs, geometry, skeletons
+from posekit.cli.tables import format_table
 from posekit.data.augment import AugmentConfig, half_body_box
 from posekit.data.coco import load_coco
 from posekit.data.records import PoseRecord
 from posekit.data.topdown import IMAGENET_MEAN, IMAGENET_STD, ImageGroupedSampler, TopDownDataset
-from posekit.tables import format_table
 
 HELP = "training data pipeline throughput (one process, full augmentation, msra 256x192 -> 64x48)"
 

@@ -8,7 +8,7 @@ import sys
 from functools import partial
 from typing import Any
 
-from posekit.tables import format_table
+from posekit.cli.tables import format_table
 
 HELP = "generate synthetic people, train a small model for a few CPU minutes, score held-out COCO AP, draw pictures"
 

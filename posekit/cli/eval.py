@@ -99,7 +99,7 @@ def evaluate(args: argparse.Namespace) -> tuple[str, dict[str, float]]:
 
 def render(metric: str, values: dict[str, float]) -> str:
     """A readable two-column table."""
-    from posekit.tables import format_table
+    from posekit.cli.tables import format_table
 
     digits = 2 if metric == "pckh" else 4
     title = {"coco": "COCO keypoints (OKS)", "crowdpose": "CrowdPose keypoints (OKS)", "pckh": "MPII PCKh@0.5 (%)",

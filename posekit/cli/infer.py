@@ -25,7 +25,7 @@ BOTTOMUP_PERSON_THRESHOLD = 0.2  # drawn people of a bottom-up model: its groupi
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from posekit import backends
+    from posekit.runtime import backends
 
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="images, folders (their images and videos, not recursive) and videos; in keypoints.json "
@@ -216,8 +216,8 @@ def run(args: argparse.Namespace) -> int:
 
     people = None
     if args.people_from:
-        from posekit.bottomup import people_boxes_fn
         from posekit.inference import PoseEstimator
+        from posekit.runtime.bottomup import people_boxes_fn
 
         people = people_boxes_fn(PoseEstimator(args.people_from, device=args.device, flip_test=not args.no_flip))
 
@@ -268,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
                         write_png(unique_path(out, r.path.stem, ".png", used), picture)
                         drawn += 1
                         if est.task == "body3d" and r.poses:  # the 3-D skeletons beside the 2-D overlay
-                            from posekit.vis3d import write_skeleton_3d
+                            from posekit.vis.skeleton3d import write_skeleton_3d
 
                             write_skeleton_3d(unique_path(out, f"{r.path.stem}_3d", ".png", used),
                                               [p.extra["joints_cam"] for p in r.poses], est.skeleton,

@@ -10,9 +10,9 @@ from typing import Any
 import torch
 
 from posekit import models
+from posekit.cli.tables import format_table
 from posekit.errors import ConfigError
 from posekit.models.complexity import measure
-from posekit.tables import format_table
 
 HELP = "list zoo models: params, GMACs, paper GFLOPs (measured by tracing), input size, codec"
 

@@ -9,13 +9,13 @@ import warnings
 from functools import partial
 from pathlib import Path
 
-from posekit.tables import format_table
+from posekit.cli.tables import format_table
 
 HELP = "evaluate weights on a config's test set (GT or detected boxes); writes the results JSON"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from posekit import backends
+    from posekit.runtime import backends
 
     parser.add_argument("config", help="experiment YAML")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from posekit.config import ConfigWarning, dataset_format, load_config
-    from posekit.engine.predict import evaluate
+    from posekit.engine.test import evaluate
     from posekit.evaluation.results import write_results
 
     with warnings.catch_warnings():

@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from posekit.tables import format_table
+from posekit.cli.tables import format_table
 
 HELP = "train a model from a YAML config (official HRNet vocabulary); KEY=VALUE overrides, --resume"
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from posekit.engine.predict import Predictions, evaluate, predict, score
+from posekit.engine.predict import Predictions, predict, score
+from posekit.engine.test import evaluate
 from posekit.engine.train import TrainingError, fit
 
 __all__ = ["Predictions", "TrainingError", "evaluate", "fit", "predict", "score"]

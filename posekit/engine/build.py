@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from posekit.config import MODEL_FAMILIES, Config, config_to_yaml, dataset_format
-from posekit.engine.tasks import OFFICIAL_TASKS, Built
+from posekit.engine.tasks.base import OFFICIAL_TASKS, Built
 from posekit.errors import ConfigError
 from posekit.modelspec import ModelSpec, build_codec
 

@@ -165,7 +165,7 @@ def run_demo(out_dir: str | os.PathLike = "out/demo", data_dir: str | os.PathLik
     task = task_for(cfg)
     built = task.build(cfg)
     weights = trained["final_weights"] or trained["last_weights"]
-    from posekit.engine.predict import load_weights
+    from posekit.engine.test import load_weights
 
     load_weights(built.model, weights, cfg)
     ckpt.atomic_save(weights_file(built.model.state_dict(), spec), out / "model.pth")

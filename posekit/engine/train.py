@@ -41,10 +41,11 @@ from posekit.config import Config, config_from_yaml, config_to_dict, config_to_y
 from posekit.engine import checkpoint as ckpt
 from posekit.engine.build import build_optimizer, build_scheduler, cosine_factor, init_weights, model_spec
 from posekit.engine.prefetch import Prefetcher, prefetched
-from posekit.engine.tasks import Batch, Built, Criterion, Task, task_for
+from posekit.engine.tasks import task_for
+from posekit.engine.tasks.base import Batch, Built, Criterion, Task
 from posekit.errors import CheckpointError, ConfigError, DataError, TrainingError
-from posekit.hardware import cpu_has_native_bf16
 from posekit.modelspec import weights_file
+from posekit.runtime.hardware import cpu_has_native_bf16
 
 # ----------------------------------------------------------------------------------------------------------------
 # Distributed setup
@@ -121,15 +122,6 @@ class ResumableSampler(DistributedSampler):
 
 # ----------------------------------------------------------------------------------------------------------------
 # Pieces built from the config
-
-
-def augment_config(cfg: Config) -> Any:
-    """posekit.data.AugmentConfig from DATASET.SCALE_FACTOR / ROT_FACTOR / FLIP / PROB_HALF_BODY."""
-    from posekit.data import AugmentConfig
-
-    d = cfg.DATASET
-    return AugmentConfig(scale_factor=d.SCALE_FACTOR, rotation_factor=d.ROT_FACTOR, flip=d.FLIP,
-                         half_body_prob=d.PROB_HALF_BODY, num_joints_half_body=d.NUM_JOINTS_HALF_BODY)
 
 
 def load_pretrained(cfg: Config, model: nn.Module) -> Any:

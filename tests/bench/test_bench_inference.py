@@ -14,7 +14,7 @@ def test_bench_inference_json_tiny(capsys):
             "--batch-sizes", "1", "2", "--iters", "1", "--warmup", "0", "--threads", "1"]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
-    from posekit.hardware import cpu_has_native_bf16
+    from posekit.runtime.hardware import cpu_has_native_bf16
 
     variants = ("torch", "folded", "folded_cl", *(("torch-bf16",) if cpu_has_native_bf16() else ()))
     rows = [r for r in result["rows"] if r["batch"] is not None]  # batch None: a backend that is not available

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import posekit.codecs
-from posekit import bottomup
 from posekit.codecs import associative_embedding as ae
 from posekit.evaluation import coco_keypoints
+from posekit.runtime import bottomup
 
 
 @pytest.fixture(scope="module")

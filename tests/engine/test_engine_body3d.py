@@ -16,15 +16,10 @@ from torch import nn
 
 from posekit.config import config_from_dict
 from posekit.data.body3d import collate_body3d
-from posekit.engine.body3d_task import (
-    Body3DTask,
-    load_body3d,
-    make_dataset,
-    predict_poses_3d,
-    root_depth_from_box,
-)
 from posekit.engine.tasks import task_for
+from posekit.engine.tasks.body3d import Body3DTask, load_body3d, make_dataset
 from posekit.errors import ConfigError
+from posekit.runtime.body3d import predict_poses_3d, root_depth_from_box
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,7 +80,7 @@ def test_evaluate_replaying_gt_coords_gives_zero_error(synth3d):
     cfg = _cfg(synth3d, TEST={"FLIP_TEST": False})
     task = task_for(cfg)
     built = task.build(cfg)
-    from posekit.engine.body3d_task import load_records_3d
+    from posekit.engine.tasks.body3d import load_records_3d
 
     recs = load_records_3d(cfg, "test")
     ds = make_dataset(recs, built, train=False)
@@ -103,8 +98,9 @@ def test_h36m_real_samples_through_evaluate(data_dir, tmp_path):
     cfg = config_from_dict(raw)
     task = task_for(cfg)
     assert task.primary_metric(cfg) == "PA-MPJPE"
-    from posekit.engine.body3d_task import Body3DCoder, load_records_3d
-    from posekit.engine.tasks import Built
+    from posekit.codecs.body3d import Body3DCoder
+    from posekit.engine.tasks.base import Built
+    from posekit.engine.tasks.body3d import load_records_3d
     from posekit.skeletons import get
 
     built = Built(model=None, codec=Body3DCoder((256, 256), (64, 64), 64), skeleton=get("h36m"))
@@ -135,7 +131,7 @@ def test_predict_poses_3d_on_an_image():
     from posekit import models
 
     model = models.build("posenet3d_res18_128x128")
-    from posekit.engine.body3d_task import Body3DCoder
+    from posekit.codecs.body3d import Body3DCoder
     from posekit.skeletons import get
 
     coder = Body3DCoder((128, 128), (32, 32), 32)

@@ -13,8 +13,8 @@ from torch import nn
 from posekit.codecs import associative_embedding as ae
 from posekit.config import config_from_dict
 from posekit.data.synth import generate
-from posekit.engine.bottomup_task import BottomUpTask, evaluate_bottomup
 from posekit.engine.tasks import task_for
+from posekit.engine.tasks.bottomup import BottomUpTask, evaluate_bottomup
 from posekit.evaluation import coco_keypoints
 from posekit.skeletons import COCO17
 

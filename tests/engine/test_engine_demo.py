@@ -53,7 +53,7 @@ def test_metrics_json(demo: tuple[Path, dict, list]) -> None:
 def test_checkpoint_rescored_by_engine(demo: tuple[Path, dict, list]) -> None:
     """model.pth + config.yaml reload (strict) and `posekit test`'s path gives the same 10 stats."""
     from posekit.config import load_config
-    from posekit.engine.predict import evaluate
+    from posekit.engine.test import evaluate
     from posekit.evaluation import coco_keypoints
 
     root, result, _ = demo
@@ -158,7 +158,8 @@ def test_demo_model_gives_the_same_keypoints_and_ap_in_every_consumer(demo: tupl
     Runtime backends) on the held-out GT boxes gives the engine's keypoints, hence `posekit test`'s AP."""
     from posekit.config import load_config
     from posekit.data.images import read_image
-    from posekit.engine.predict import make_test_dataset, predict, score
+    from posekit.engine.datasets import make_test_dataset
+    from posekit.engine.predict import predict, score
     from posekit.engine.tasks import task_for
     from posekit.inference import PoseEstimator
 
@@ -166,7 +167,7 @@ def test_demo_model_gives_the_same_keypoints_and_ap_in_every_consumer(demo: tupl
     out = root / "out"
     cfg = load_config(out / "config.yaml")
     built = task_for(cfg).build(cfg)
-    from posekit.engine.predict import load_weights
+    from posekit.engine.test import load_weights
 
     load_weights(built.model, out / "model.pth", cfg)
     ds = make_test_dataset(cfg, built.codec, built.skeleton)

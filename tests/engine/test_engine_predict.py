@@ -14,16 +14,8 @@ from posekit import skeletons
 from posekit.config import config_from_dict
 from posekit.data.topdown import IMAGENET_MEAN, IMAGENET_STD, normalize_crop
 from posekit.engine.build import build_codec_from_config, model_spec
-from posekit.engine.predict import (
-    Predictions,
-    data_paths,
-    load_records,
-    make_test_dataset,
-    predict,
-    resolve_boxes,
-    rgb_to_official_bgr,
-    score,
-)
+from posekit.engine.datasets import data_paths, load_records, make_test_dataset, resolve_boxes
+from posekit.engine.predict import Predictions, predict, rgb_to_official_bgr, score
 from posekit.evaluation.coco import coco_keypoints
 from posekit.skeletons import COCO17
 

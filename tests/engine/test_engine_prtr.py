@@ -12,8 +12,8 @@ import torch
 from tiny_coco import micro_config_dict
 
 from posekit.config import config_from_dict, load_config
-from posekit.engine.prtr_task import PRTRTask
 from posekit.engine.tasks import task_for
+from posekit.engine.tasks.prtr import PRTRTask
 from posekit.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -95,7 +95,7 @@ def test_stop_flag_first_ctrl_c_sets_flag_second_interrupts():
 
 
 def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(micro_cfg, tmp_path, monkeypatch):
-    from posekit.engine.topdown_task import TopDownTask
+    from posekit.engine.tasks.topdown import TopDownTask
 
     real = TopDownTask.criterion
 

@@ -200,8 +200,8 @@ def _micro_prtr() -> PoseTransformer:
 @pytest.mark.slow
 def test_onnx_export_parity_with_dynamic_batch(tmp_path):
     pytest.importorskip("onnxruntime")
-    from posekit.backends import MainOutput
     from posekit.export import export_onnx, onnx_session, run_onnx
+    from posekit.runtime.backends import MainOutput
 
     model = _micro_prtr()
     diff = export_onnx(MainOutput(model).eval(), (64, 64), tmp_path / "prtr.onnx", dynamic_batch=True)
@@ -226,7 +226,7 @@ def test_pose_estimator_runs_prtr_with_the_official_flip_test():
     (plain,) = est_plain(image, box)
     # reference: both passes decoded separately and averaged (official get_final_preds_match + validate)
     crops, centers, sizes = est.crop(image, box)
-    from posekit.runtime import to_input
+    from posekit.runtime.topdown import to_input
 
     x = to_input(crops)
     with torch.no_grad():

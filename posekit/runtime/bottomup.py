@@ -25,7 +25,7 @@ import torch
 from posekit.codecs import associative_embedding as ae
 from posekit.data import topdown
 from posekit.errors import DataError
-from posekit.inference import Pose
+from posekit.runtime import Pose
 
 IMAGENET_MEAN = np.asarray(topdown.IMAGENET_MEAN, dtype=np.float32)  # the pipeline's one set of statistics
 IMAGENET_STD = np.asarray(topdown.IMAGENET_STD, dtype=np.float32)

@@ -10,8 +10,8 @@ criterion, and how to score a model on the held-out split. One task per system:
     body3d    3DMPPE PoseNet (3-D heatmaps + soft-argmax, MPJPE)
 
 A config selects its task through its zoo entry (`ModelEntry.task`) or its official MODEL.NAME
-(`OFFICIAL_TASKS`); `task_for(cfg)` returns it. Task modules register themselves with `register_task` when
-`posekit.engine.tasks_registry` imports them.
+(`OFFICIAL_TASKS`); `posekit.engine.tasks.task_for(cfg)` returns it from the one table in
+posekit/engine/tasks/__init__.py.
 
 Batches: `collate(items)` returns a `Batch` of (inputs float tensor [N,3,H,W] in RGB, targets: dict of tensors,
 meta: dict). The criterion is called as `criterion(outputs, batch.targets)` and returns (loss tensor, logs dict of
@@ -26,8 +26,6 @@ from typing import Any
 
 import torch
 from torch import nn
-
-from posekit.errors import ConfigError
 
 
 @dataclass
@@ -112,41 +110,8 @@ class Task:
         return True
 
 
-_TASKS: dict[str, Task] = {}
-
 # Official MODEL.NAME -> task (zoo entries say their task themselves).
 OFFICIAL_TASKS: dict[str, str] = {"pose_hrnet": "topdown", "pose_resnet": "topdown", "lpn": "topdown",
                                   "pose_transformer": "prtr"}
 
 
-def register_task(task: Task) -> Task:
-    """Make a task available to `task_for` under `task.name`."""
-    if not task.name:
-        raise ConfigError(f"task {type(task).__name__} has no name")
-    _TASKS[task.name] = task
-    return task
-
-
-def get_task(name: str) -> Task:
-    """The registered task `name`."""
-    from posekit.engine import tasks_registry  # noqa: F401 - registers the tasks
-
-    try:
-        return _TASKS[name]
-    except KeyError:
-        raise ConfigError(f"unknown task {name!r}; known: {', '.join(sorted(_TASKS))}") from None
-
-
-def task_name(cfg: Any) -> str:
-    """The task a config belongs to: MODEL.ZOO's entry, else the official MODEL.NAME."""
-    m = cfg.MODEL
-    if m.ZOO:
-        from posekit import models
-
-        return getattr(models.entry(m.ZOO), "task", "topdown") or "topdown"
-    return OFFICIAL_TASKS.get(m.NAME, "topdown")
-
-
-def task_for(cfg: Any) -> Task:
-    """The Task object of a config."""
-    return get_task(task_name(cfg))

@@ -88,73 +88,12 @@ import torch
 from torch import nn
 
 from posekit.errors import ConfigError, PosekitError
-from posekit.runtime import main_output
+from posekit.export import onnxruntime_available, ort_session
+from posekit.runtime.topdown import main_output
 
 KINDS = ("auto", "torch", "folded", "onnxruntime", "onnxruntime-int8", "torch-bf16")
 INT8 = "onnxruntime-int8"  # opt-in only: "auto" never picks it
 BF16 = "torch-bf16"  # opt-in only: "auto" never picks it
-
-# Measured defaults (see the module docstring); `session_options(**overrides)` changes any of them.
-SESSION_OPTIONS: dict[str, Any] = {
-    "intra_op_threads": None,  # None: torch.get_num_threads()
-    "inter_op_threads": 1,
-    "execution_mode": "sequential",  # or "parallel"
-    "graph_optimization": "all",  # disable | basic | extended | all
-    "cpu_mem_arena": True,
-    "mem_pattern": True,
-    "spinning": None,  # None: $POSEKIT_ORT_SPIN (default on)
-}
-
-
-def onnxruntime_available() -> bool:
-    """True when onnxruntime can be imported."""
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def session_options(**overrides: Any) -> Any:
-    """An onnxruntime.SessionOptions with SESSION_OPTIONS (updated by `overrides`) applied."""
-    import onnxruntime as ort
-
-    cfg = {**SESSION_OPTIONS, **overrides}
-    unknown = sorted(set(cfg) - set(SESSION_OPTIONS))
-    if unknown:
-        raise ConfigError(f"unknown onnxruntime session option(s) {unknown}; expected {sorted(SESSION_OPTIONS)}")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = int(cfg["intra_op_threads"] or torch.get_num_threads())
-    opts.inter_op_num_threads = int(cfg["inter_op_threads"] or 1)
-    modes = {"sequential": ort.ExecutionMode.ORT_SEQUENTIAL, "parallel": ort.ExecutionMode.ORT_PARALLEL}
-    levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
-    try:
-        opts.execution_mode = modes[cfg["execution_mode"]]
-        opts.graph_optimization_level = levels[cfg["graph_optimization"]]
-    except KeyError as e:
-        raise ConfigError(f"onnxruntime session option value {e.args[0]!r} not in {sorted(modes) + sorted(levels)}"
-                          ) from None
-    opts.enable_cpu_mem_arena = bool(cfg["cpu_mem_arena"])
-    opts.enable_mem_pattern = bool(cfg["mem_pattern"])
-    spin = cfg["spinning"]
-    if spin is None:
-        spin = os.environ.get("POSEKIT_ORT_SPIN", "1") not in ("0", "false", "no")
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    opts.log_severity_level = 3
-    return opts
-
-
-def ort_session(path: str | Path, **overrides: Any) -> Any:
-    """An ONNX Runtime CPU InferenceSession of an .onnx file with the tuned SESSION_OPTIONS."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise ConfigError("onnxruntime is not installed (pip install 'posekit[export]')") from None
-    return ort.InferenceSession(str(path), sess_options=session_options(**overrides),
-                                providers=["CPUExecutionProvider"])
 
 
 class MainOutput(nn.Module):
@@ -298,11 +237,11 @@ def export_cached(model: nn.Module, name: str, input_size: tuple[int, int], weig
     The export is verified against PyTorch (max abs difference <= tolerance x max |output|), written to a temp
     file and renamed; stale exports of the same weights stem / model / size / opset are removed.
     """
-    import posekit
+    from posekit._version import __version__
     from posekit.export import OPSET, export_onnx
 
     opset = int(opset or OPSET)
-    key = CacheKey(name, (int(input_size[0]), int(input_size[1])), opset, state_hash(model), posekit.__version__,
+    key = CacheKey(name, (int(input_size[0]), int(input_size[1])), opset, state_hash(model), __version__,
                    torch.__version__)
     path = cache_path(key, weights, cache_dir)
     if path.is_file() and path.stat().st_size > 0:
@@ -572,7 +511,7 @@ def _create_int8(model: nn.Module, input_size: tuple[int, int], name: str, weigh
 
 def _create_bf16(model: nn.Module, name: str, device: torch.device) -> Bf16Backend:
     """The "torch-bf16" backend; a clear error where bfloat16 would be emulated (slower than float32)."""
-    from posekit.hardware import cpu_has_native_bf16
+    from posekit.runtime.hardware import cpu_has_native_bf16
 
     if device.type == "cpu" and not cpu_has_native_bf16():
         raise ConfigError(f"backend {BF16!r} for {name}: this CPU has no native bfloat16 (AVX512-BF16 / AMX in "

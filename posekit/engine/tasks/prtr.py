@@ -23,8 +23,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from posekit.config import Config
-from posekit.engine.tasks import Built, Criterion, register_task
-from posekit.engine.topdown_task import TopDownTask
+from posekit.engine.tasks.base import Built, Criterion
+from posekit.engine.tasks.topdown import TopDownTask
 from posekit.errors import ConfigError, DataError
 
 
@@ -116,8 +116,7 @@ class PRTRTask(TopDownTask):
 
     def train_dataset(self, cfg: Config, built: Built) -> Any:
         from posekit.data import TopDownDataset
-        from posekit.engine.predict import load_records
-        from posekit.engine.train import augment_config
+        from posekit.engine.datasets import augment_config, load_records
 
         records = load_records(resolved_config(cfg), "train", built.skeleton)
         if not records:
@@ -147,6 +146,3 @@ class PRTRTask(TopDownTask):
                  boxes: str | None = None, flip: bool | None = None, progress: Any = None
                  ) -> tuple[dict[str, float], list[dict]]:
         return super().evaluate(resolved_config(cfg), model, built, device, split, boxes, flip, progress)
-
-
-register_task(PRTRTask())

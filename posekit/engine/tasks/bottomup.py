@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from posekit.config import Config
-from posekit.engine.tasks import Batch, Built, Criterion, Task, register_task
+from posekit.engine.tasks.base import Batch, Built, Criterion, Task
 from posekit.errors import ConfigError, DataError
 
 
@@ -40,10 +40,10 @@ def evaluate_bottomup(model: nn.Module, codec: Any, skeleton: Any, ann_file: str
                       device: torch.device | str = "cpu", flip: bool = True, scales: Sequence[float] | None = None,
                       progress: Callable[..., Any] | None = None) -> tuple[dict[str, float], list[dict]]:
     """COCO AP of a bottom-up model on every image of a COCO-format split: (metrics, COCO results)."""
-    from posekit.bottomup import estimate_bottomup, network_fn, people_to_coco
     from posekit.data.coco import read_json
     from posekit.data.images import read_image
     from posekit.evaluation import coco_keypoints
+    from posekit.runtime.bottomup import estimate_bottomup, network_fn, people_to_coco
 
     data = read_json(ann_file)
     images = data.get("images") or []
@@ -87,7 +87,7 @@ class BottomUpTask(Task):
         return Built(model=model, codec=codec, skeleton=skeleton, spec=spec)
 
     def preflight(self, cfg: Config) -> None:
-        from posekit.engine.predict import data_paths, need_path
+        from posekit.engine.datasets import data_paths, need_path
 
         t, p = cfg.TRAIN, data_paths(cfg)
         need_path(p.train_ann, "DATASET.TRAIN_ANN")
@@ -98,7 +98,7 @@ class BottomUpTask(Task):
 
     def train_dataset(self, cfg: Config, built: Built) -> Any:
         from posekit.data.bottomup import BottomUpDataset, load_bottomup_records
-        from posekit.engine.predict import data_paths
+        from posekit.engine.datasets import data_paths
 
         p = data_paths(cfg)
         records, _ = load_bottomup_records(p.train_ann, p.train_images, skeleton=built.skeleton)
@@ -123,13 +123,10 @@ class BottomUpTask(Task):
     def evaluate(self, cfg: Config, model: nn.Module, built: Built, device: torch.device, split: str = "test",
                  flip: bool | None = None, scales: Sequence[float] | None = None, progress: Any = None,
                  **_: Any) -> tuple[dict[str, float], list[dict]]:
-        from posekit.engine.predict import data_paths, need_path
+        from posekit.engine.datasets import data_paths, need_path
 
         p = data_paths(cfg)
         ann, images = (p.train_ann, p.train_images) if split == "train" else (p.test_ann, p.test_images)
         need_path(ann, "DATASET.TEST_ANN")
         return evaluate_bottomup(model, built.codec, built.skeleton, ann, images, device=device,
                                  flip=cfg.TEST.FLIP_TEST if flip is None else flip, scales=scales, progress=progress)
-
-
-register_task(BottomUpTask())

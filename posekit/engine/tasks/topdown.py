@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from posekit.config import Config
-from posekit.engine.tasks import Batch, Built, Criterion, Task, register_task
+from posekit.engine.tasks.base import Batch, Built, Criterion, Task
 from posekit.errors import ConfigError, DataError
 
 
@@ -106,7 +106,7 @@ class TopDownTask(Task):
         return build(cfg)
 
     def preflight(self, cfg: Config) -> None:
-        from posekit.engine.predict import data_paths, need_path
+        from posekit.engine.datasets import data_paths, need_path
 
         t, p = cfg.TRAIN, data_paths(cfg)
         need_path(p.train_ann, "DATASET.TRAIN_ANN")
@@ -118,8 +118,7 @@ class TopDownTask(Task):
 
     def train_dataset(self, cfg: Config, built: Built) -> Any:
         from posekit.data import TopDownDataset
-        from posekit.engine.predict import load_records
-        from posekit.engine.train import augment_config
+        from posekit.engine.datasets import augment_config, load_records
 
         records = load_records(cfg, "train", built.skeleton)
         if not records:
@@ -171,7 +170,8 @@ class TopDownTask(Task):
     def evaluate(self, cfg: Config, model: nn.Module, built: Built, device: torch.device, split: str = "test",
                  boxes: str | None = None, flip: bool | None = None, progress: Any = None
                  ) -> tuple[dict[str, float], list[dict]]:
-        from posekit.engine.predict import make_test_dataset, predict, score
+        from posekit.engine.datasets import make_test_dataset
+        from posekit.engine.predict import predict, score
 
         ds = make_test_dataset(cfg, built.codec, built.skeleton, boxes or "gt")
         preds = predict(model, ds, built.codec, flip_test=cfg.TEST.FLIP_TEST if flip is None else flip,
@@ -183,6 +183,3 @@ class TopDownTask(Task):
         from posekit.engine.predict import primary_metric
 
         return primary_metric(cfg)
-
-
-register_task(TopDownTask())

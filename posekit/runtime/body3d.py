@@ -1,0 +1,95 @@
+"""3-D inference path: person boxes -> 3DMPPE PoseNet crops -> camera-space joints (`Pose3D`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from posekit.codecs.body3d import BBOX_3D_DEPTH, Body3DCoder
+from posekit.data.body3d import flip_test_merge, normalize_input, output_to_camera, patch_transform, process_bbox
+from posekit.errors import DataError
+
+DEMO_FOCAL = 1500.0  # px: the 3DMPPE demo's focal length for in-the-wild images
+
+
+@dataclass
+class Pose3D:
+    """One person's 3-D pose: camera-space joints (mm), image joints (px), the box and the root depth used."""
+
+    joints_cam: np.ndarray  # [J, 3] float32 mm
+    joints_img: np.ndarray  # [J, 2] float32 px
+    box: np.ndarray  # [4] xywh as given
+    root_depth: float
+    root_from: str  # "given" | "box_size"
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain containers for JSON output."""
+        return {"joints_cam": np.round(self.joints_cam.astype(np.float64), 2).tolist(),
+                "joints_img": np.round(self.joints_img.astype(np.float64), 2).tolist(),
+                "box": [float(v) for v in self.box], "root_depth": float(self.root_depth), "root_from": self.root_from}
+
+
+def root_depth_from_box(box: Sequence[float], f: Sequence[float], real_area: float = BBOX_3D_DEPTH ** 2) -> float:
+    """Z = sqrt(fx * fy * A_real / A_box): the depth at which a person of A_real mm^2 fills the box (RootNet prior)."""
+    area = max(float(box[2]) * float(box[3]), 1.0)
+    return math.sqrt(float(f[0]) * float(f[1]) * real_area / area)
+
+
+@torch.no_grad()
+def predict_poses_3d(model: nn.Module, image_rgb: np.ndarray, boxes: Sequence[Sequence[float]] | np.ndarray,
+                     coder: Body3DCoder, flip_pairs: Sequence[Sequence[int]] | None = None,
+                     f: Sequence[float] | None = None, c: Sequence[float] | None = None,
+                     root_depths: Sequence[float] | None = None, device: str | torch.device | None = None
+                     ) -> list[Pose3D]:
+    """3-D poses of the people in `boxes` (xywh px) of an H x W x 3 uint8 RGB image; flip test when flip_pairs."""
+    import cv2
+
+    img = np.asarray(image_rgb)
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise DataError(f"predict_poses_3d: expected an H x W x 3 uint8 RGB image, got {img.shape} {img.dtype}")
+    h, w = img.shape[:2]
+    f = np.array(f if f is not None else (DEMO_FOCAL, DEMO_FOCAL), dtype=np.float32)
+    c = np.array(c if c is not None else (w / 2.0, h / 2.0), dtype=np.float32)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if root_depths is not None and len(root_depths) != len(boxes):
+        raise DataError(f"predict_poses_3d: {len(root_depths)} root depths for {len(boxes)} boxes")
+    kept, crops, processed = [], [], []
+    for i, box in enumerate(boxes):
+        pb = process_bbox(box, w, h, coder.aspect_ratio)
+        if pb is None:
+            continue
+        m = patch_transform((pb[0] + pb[2] / 2, pb[1] + pb[3] / 2), pb[2:4], 1.0, 0.0, coder.input_size)
+        crop = cv2.warpAffine(img, m, coder.input_size, flags=cv2.INTER_LINEAR)
+        crops.append(normalize_input(crop, coder.input_norm))
+        kept.append(i)
+        processed.append(pb)
+    if not kept:
+        return []
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        x = torch.from_numpy(np.stack(crops)).to(device)
+        coords = model(x).float().cpu().numpy()
+        if flip_pairs is not None:
+            coords = flip_test_merge(coords, model(torch.flip(x, dims=(3,))).float().cpu().numpy(),
+                                     coder.output_size[0], flip_pairs)
+    finally:
+        model.train(was_training)
+    roots = [float(root_depths[i]) if root_depths is not None else root_depth_from_box(boxes[i], f) for i in kept]
+    pb = np.stack(processed)
+    n = len(kept)
+    cam = output_to_camera(coords.astype(np.float32), pb, np.array(roots, np.float32), np.tile(f, (n, 1)),
+                           np.tile(c, (n, 1)), coder.output_size, coder.depth_dim, coder.bbox_3d_depth)
+    ow, oh = coder.output_size
+    img_xy = np.stack([coords[:, :, 0] / ow * pb[:, 2:3] + pb[:, 0:1], coords[:, :, 1] / oh * pb[:, 3:4] + pb[:, 1:2]],
+                      axis=2)
+    return [Pose3D(joints_cam=cam[k].astype(np.float32), joints_img=img_xy[k].astype(np.float32), box=boxes[i],
+                   root_depth=roots[k], root_from="given" if root_depths is not None else "box_size")
+            for k, i in enumerate(kept)]
