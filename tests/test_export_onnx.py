@@ -26,3 +26,20 @@ def test_tiny_hrnet_exports_with_dynamic_batch(reference_dir, tmp_path):
     out = run_onnx(onnx_session(path), io["input"])[0]
     ref = io["output"]
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5 * float(np.abs(ref).max()))
+
+
+def test_opset_is_honoured_or_refused(tmp_path):
+    """The exporter falls back to opset 18 when it cannot convert: that must be an error, never a wrong claim."""
+    pytest.importorskip("onnx")
+    from posekit.errors import ConfigError
+    from posekit.export import onnx_opset
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Upsample(scale_factor=2))
+    path = tmp_path / "m.onnx"
+    export_onnx(model, (16, 16), path, opset=20)
+    assert onnx_opset(path) == 20
+    with pytest.raises(ConfigError, match=r"opset 7 was requested but .* could only write opset 18"):
+        export_onnx(model, (16, 16), tmp_path / "seven.onnx", opset=7)
+    assert not (tmp_path / "seven.onnx").exists()
+    with pytest.raises(ConfigError, match=r"opset 99 is out of range"):
+        export_onnx(model, (16, 16), tmp_path / "many.onnx", opset=99)

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from posekit.export import add_metadata, export_onnx
+    from posekit.export import add_metadata, export_onnx, onnx_opset
     from posekit.inference import load_network
 
     if args.weights is None and not args.random_weights:
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     w, h = spec.input_size
     size_mb = Path(args.out).stat().st_size / 2**20
     batch = "N" if args.dynamic_batch else "1"
-    print(f"posekit export: {spec.name} -> {args.out} ({size_mb:.1f} MiB, opset {args.opset}, input "
+    print(f"posekit export: {spec.name} -> {args.out} ({size_mb:.1f} MiB, opset {onnx_opset(args.out)}, input "
           f"[{batch},3,{h},{w}] {'RGB' if spec.color_rgb else 'BGR'}, codec {spec.codec}; {source}"
           f"{', random weights' if args.weights is None else ''}) in {dt:.1f} s")
     print(f"max abs diff onnxruntime vs PyTorch: {diff:.3g}")

@@ -117,3 +117,11 @@ def test_export_of_the_bottom_up_ae_model_matches_pytorch(tmp_path: Path, capsys
     got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
     assert got.shape == ref.shape
     assert np.abs(got - ref).max() <= 1e-4
+
+
+def test_export_opset_printed_is_the_files_or_refused(tmp_path: Path, capsys) -> None:
+    rc = main(["export", "--model", MODEL, "--random-weights", "--out", str(tmp_path / "m7.onnx"), "--opset", "7"])
+    assert rc == 1 and not (tmp_path / "m7.onnx").exists()
+    assert "opset 7 was requested but" in capsys.readouterr().err
+    rc = main(["export", "--model", MODEL, "--random-weights", "--out", str(tmp_path / "m.onnx"), "--opset", "99"])
+    assert rc == 1 and "opset 99 is out of range" in capsys.readouterr().err
