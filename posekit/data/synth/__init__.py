@@ -21,5 +21,7 @@ from posekit.data.synth.generate import coco_category, generate
 from posekit.data.synth.preview import contact_sheet
 from posekit.data.synth.scene import STYLES, Sample, SynthConfig, render_sample
 from posekit.data.synth.skeleton3d import KINDS
+from posekit.data.synth.tracks import render_track_frame
 
-__all__ = ["KINDS", "STYLES", "Sample", "SynthConfig", "coco_category", "contact_sheet", "generate", "render_sample"]
+__all__ = ["KINDS", "STYLES", "Sample", "SynthConfig", "coco_category", "contact_sheet", "generate", "render_sample",
+           "render_track_frame"]

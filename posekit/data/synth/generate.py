@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from posekit.data.synth.scene import SynthConfig, render_sample
+from posekit.data.synth.tracks import render_track_frame
 from posekit.errors import ConfigError
 
 ANNOTATIONS = "annotations.json"
@@ -43,7 +44,7 @@ def _r(x: float) -> float:
 
 def _make_image(index: int, seed: int, cfg: SynthConfig, image_dir: str) -> tuple[dict, list[dict]]:
     """Render image `index`, write its JPEG and return its COCO image entry and annotations (ids not yet set)."""
-    sample = render_sample(seed, index, cfg)
+    sample = render_track_frame(seed, index, cfg) if cfg.tracks else render_sample(seed, index, cfg)
     ok, data = cv2.imencode(".jpg", cv2.cvtColor(sample.image, cv2.COLOR_RGB2BGR),
                             [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
     if not ok:

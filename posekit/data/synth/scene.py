@@ -194,9 +194,8 @@ def render_sample(seed: int, index: int, cfg: SynthConfig = SynthConfig()) -> Sa
     With cfg.sequence_length L > 1, image i is frame i % L of sequence i // L (see posekit.data.synth.sequences).
     """
     if cfg.tracks:
-        from posekit.data.synth.tracks import render_track_frame
-
-        return render_track_frame(seed, index, cfg)
+        raise ConfigError("synth tracks: render frames of tracks sequences with "
+                          "posekit.data.synth.tracks.render_track_frame")
     if cfg.sequence_length > 1:
         sequence, frame = divmod(index, cfg.sequence_length)
         rng: Any = SequenceRng(seed, sequence, frame, cfg.motion)

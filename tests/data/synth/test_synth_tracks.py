@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from posekit.data.synth import SynthConfig, generate, render_sample
+from posekit.data.synth import SynthConfig, generate, render_track_frame
 from posekit.data.synth.tracks import Walker, walkers
 from posekit.errors import ConfigError
 
@@ -19,7 +19,7 @@ CFG = SynthConfig(max_subjects=3, image_size=(128, 128), sequence_length=30, tra
 
 
 def test_frames_share_scene_and_people_move_along_their_paths():
-    frames = [render_sample(4, i, CFG) for i in range(30)]
+    frames = [render_track_frame(4, i, CFG) for i in range(30)]
     # static camera: the background layer is the same in every frame
     np.testing.assert_array_equal(frames[0].background, frames[-1].background)
     people = walkers(4, 0, CFG)
@@ -38,7 +38,7 @@ def test_frames_share_scene_and_people_move_along_their_paths():
                 assert np.median(step) < 8, (tid, t0, step)
             assert b.head_box is not None and b.head_box[2] > 0 and b.head_box[3] > 0
     # frame 10 is the same image whether rendered alone or in order
-    np.testing.assert_array_equal(render_sample(4, 10, CFG).image, frames[10].image)
+    np.testing.assert_array_equal(render_track_frame(4, 10, CFG).image, frames[10].image)
 
 
 def test_walker_turns_around_and_grows():
