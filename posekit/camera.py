@@ -84,3 +84,61 @@ def project(cam: np.ndarray, f: ArrayLike, c: ArrayLike, k: ArrayLike | None = N
     if k is not None and p is not None:
         xn = distort(xn, k, p)
     return xn * np.asarray(f, np.float64).reshape(-1)[:2] + np.asarray(c, np.float64).reshape(-1)[:2]
+
+
+Intrinsics = tuple[tuple[float, float], tuple[float, float] | None]  # ((fx, fy), (cx, cy) or None = image centre)
+
+
+def _intrinsics(entry: object, where: str) -> Intrinsics:
+    """{"f": f | [fx, fy], "c": [cx, cy]} / {"fx", "fy", "cx", "cy"} / {"K": 3x3} -> ((fx, fy), (cx, cy) | None)."""
+    if not isinstance(entry, dict):
+        raise DataError(f"{where}: expected an object with f (and c), fx/fy (cx/cy) or K, got {type(entry).__name__}")
+    try:
+        if "K" in entry:
+            k = np.asarray(entry["K"], dtype=np.float64).reshape(3, 3)
+            f, c = (k[0, 0], k[1, 1]), (k[0, 2], k[1, 2])
+        elif "f" in entry:
+            fv = np.asarray(entry["f"], dtype=np.float64).reshape(-1)
+            f = (fv[0], fv[-1])
+            c = tuple(np.asarray(entry["c"], dtype=np.float64).reshape(2)) if "c" in entry else None
+        else:
+            f = (float(entry["fx"]), float(entry.get("fy", entry["fx"])))
+            c = (float(entry["cx"]), float(entry["cy"])) if "cx" in entry else None
+    except (KeyError, TypeError, ValueError) as e:
+        raise DataError(f"{where}: expected f (px, one or two values) and optionally c [cx, cy], fx/fy/cx/cy or a "
+                        f"3x3 K ({e})") from None
+    vals = list(f) + (list(c) if c is not None else [])
+    if not all(np.isfinite(vals)) or min(f) <= 0:
+        raise DataError(f"{where}: the focal length must be > 0 and every value finite, got f={list(f)} c={c}")
+    return (float(f[0]), float(f[1])), None if c is None else (float(c[0]), float(c[1]))
+
+
+def read_intrinsics(path: str) -> tuple[Intrinsics | None, dict[str, Intrinsics]]:
+    """An intrinsics JSON file -> (one camera for every image or None, {image file name: camera}).
+
+    Accepted: one camera ({"f": [fx, fy], "c": [cx, cy]}, {"fx", "fy", "cx", "cy"} or {"K": 3x3}); a mapping from
+    image file names to such cameras; or a posekit synthetic / COCO-style annotations file whose annotations carry
+    `cam_intrinsics` (per image, matched by file name).
+    """
+    import json
+    from pathlib import Path
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise DataError(f"intrinsics file {path}: cannot be read as JSON ({e})") from None
+    if isinstance(data, dict) and "images" in data and "annotations" in data:
+        names = {im.get("id"): Path(str(im.get("file_name", ""))).name for im in data["images"]}
+        table = {}
+        for i, ann in enumerate(data["annotations"]):
+            if "cam_intrinsics" in ann and ann.get("image_id") in names:
+                table[names[ann["image_id"]]] = _intrinsics(ann["cam_intrinsics"], f"{path}: annotations[{i}]")
+        if not table:
+            raise DataError(f"intrinsics file {path}: an annotations file without cam_intrinsics entries")
+        return None, table
+    if isinstance(data, dict) and any(k in data for k in ("f", "fx", "K")):
+        return _intrinsics(data, f"intrinsics file {path}"), {}
+    if isinstance(data, dict) and data:
+        return None, {Path(k).name: _intrinsics(v, f"intrinsics file {path}: {k!r}") for k, v in data.items()}
+    raise DataError(f"intrinsics file {path}: expected one camera ({{\"f\": [fx, fy], \"c\": [cx, cy]}}), a mapping "
+                    "from image file names to cameras, or a posekit synthetic annotations file")
