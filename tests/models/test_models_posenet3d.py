@@ -121,3 +121,29 @@ def test_official_3dmppe_snapshot_layout_loads(tmp_path, reference_dir):
     model = posekit.models.build("posenet3d_res50_256x256")
     report = load_checkpoint(model, tmp_path / "snap.pth", strict=True)
     assert report.ok and torch.all(model.head.final_layer.bias == 0.5)
+
+
+def test_hrnet_3d_backbone_from_a_2d_heatmap_checkpoint_with_load_report(tmp_path):
+    """A posekit 2-D heatmap HRNet (the demo model's network) initialises the 3-D model's backbone: the report lists
+    every backbone tensor as loaded (values copied), the 3-D head as left at its init, the 2-D final layer as skipped."""
+    from posekit.models.weights import load_pretrained_weights
+
+    torch.manual_seed(1)
+    net2d = posekit.models.build("hrnet_w16_tiny_128x96")
+    for p in net2d.parameters():  # distinctive values
+        p.data.uniform_(-1, 1)
+    path = tmp_path / "demo_like.pth"
+    torch.save({"state_dict": net2d.state_dict()}, path)
+    net3d = posekit.models.build("posenet3d_hrnet_w16_tiny_128x96")
+    head_before = {k: v.clone() for k, v in net3d.state_dict().items() if k.startswith("head.")}
+    report = load_pretrained_weights(net3d, path)
+    sd2, sd3 = net2d.state_dict(), net3d.state_dict()
+    backbone = [k for k in sd2 if not k.startswith("final_layer.")]
+    assert sorted(report.loaded) == sorted(f"backbone.{k}" for k in backbone)
+    assert all(torch.equal(sd3[f"backbone.{k}"], sd2[k]) for k in backbone)
+    assert sorted(report.missing) == sorted(k for k in head_before if not k.endswith("num_batches_tracked"))
+    assert all(torch.equal(sd3[k], v) for k, v in head_before.items())
+    assert sorted(k for k, _ in report.skipped) == ["final_layer.bias", "final_layer.weight"]
+    assert report.source_prefix == "" and report.target_prefix == "backbone."
+    text = report.summary()
+    assert "head" in text and "final_layer" in text
