@@ -1,4 +1,5 @@
-"""Codec base class and the array helpers shared by all codecs (flip, shift, numpy/torch conversion)."""
+"""Codec base class and the array helpers shared by all codecs (flip, shift, numpy/torch conversion, the input
+normalisation statistics)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ from posekit import geometry
 from posekit.errors import ConfigError, DataError
 
 ArrayLike = np.ndarray | torch.Tensor
+# The network input's encoding: RGB statistics of [0, 1] pixels that ImageNet-pretrained backbones expect (the
+# pipeline's one set: datasets, inference paths and the 3-D codec read them from here)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def to_numpy(x: ArrayLike, dtype: Any = np.float32) -> np.ndarray:

@@ -31,14 +31,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from posekit.codecs import base as codec_base
 from posekit.codecs.associative_embedding import AssociativeEmbeddingCodec, kpt_affine, whole_image_transform
 from posekit.data.coco import load_coco, read_json
 from posekit.data.images import ImageReader
 from posekit.errors import ConfigError, DataError
 from posekit.skeletons import Skeleton
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+IMAGENET_MEAN = np.asarray(codec_base.IMAGENET_MEAN, dtype=np.float32)
+IMAGENET_STD = np.asarray(codec_base.IMAGENET_STD, dtype=np.float32)
 
 
 @dataclass

@@ -20,14 +20,13 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from posekit import geometry
+from posekit.codecs.base import IMAGENET_MEAN, IMAGENET_STD
 from posekit.data.augment import Augmentation, AugmentConfig, jitter_colors, sample_augmentation
 from posekit.data.images import ImageReader, max_reduction, reduction_matrix
 from posekit.data.records import PoseRecord
 from posekit.errors import DataError
 from posekit.skeletons import Skeleton
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 _SCALE = (1.0 / (255.0 * np.asarray(IMAGENET_STD))).astype(np.float32)
 _BIAS = (-np.asarray(IMAGENET_MEAN) / np.asarray(IMAGENET_STD)).astype(np.float32)
 

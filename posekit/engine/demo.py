@@ -131,6 +131,7 @@ def run_demo(out_dir: str | os.PathLike = "out/demo", data_dir: str | os.PathLik
     evaluations (None: the config's TRAIN.VAL_EVERY_MINUTES; 0 disables them); on_event(kind, info): "data",
     "model", "eval", "final". Returns what metrics.json holds plus the curve and file paths.
     """
+    from posekit.data.images import read_image
     from posekit.engine import checkpoint as ckpt
     from posekit.engine.build import model_spec
     from posekit.engine.tasks import task_for
@@ -202,8 +203,9 @@ def run_demo(out_dir: str | os.PathLike = "out/demo", data_dir: str | os.PathLik
     title = (f"{spec.name} ({spec.codec}, {spec.input_size[1]}x{spec.input_size[0]}), "
              f"{torch.get_num_threads()} threads: final AP {metrics['AP']:.3f}")
     curve_png = plot_curve(curve, out / "curve.png", title=title, target=TARGET_AP)
-    pictures = draw_results(results, gt["images"][:num_pictures], cfg.DATASET.TEST_IMAGES, built.skeleton,
-                            out / "predictions", grid=out / "predictions.png")
+    shown = gt["images"][:num_pictures]
+    pixels = [read_image(Path(cfg.DATASET.TEST_IMAGES) / img["file_name"]) for img in shown]
+    pictures = draw_results(results, shown, pixels, built.skeleton, out / "predictions", grid=out / "predictions.png")
     summary["total_seconds"] = time.perf_counter() - wall
     return {**summary, "curve": curve, "data": splits, "out_dir": str(out),
             "files": {"weights": str(out / "model.pth"), "config": str(out / "config.yaml"),

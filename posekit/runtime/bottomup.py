@@ -23,12 +23,12 @@ import numpy as np
 import torch
 
 from posekit.codecs import associative_embedding as ae
-from posekit.data import topdown
+from posekit.codecs import base as codec_base
 from posekit.errors import DataError
 from posekit.runtime import Pose
 
-IMAGENET_MEAN = np.asarray(topdown.IMAGENET_MEAN, dtype=np.float32)  # the pipeline's one set of statistics
-IMAGENET_STD = np.asarray(topdown.IMAGENET_STD, dtype=np.float32)
+IMAGENET_MEAN = np.asarray(codec_base.IMAGENET_MEAN, dtype=np.float32)  # the pipeline's one set of statistics
+IMAGENET_STD = np.asarray(codec_base.IMAGENET_STD, dtype=np.float32)
 
 NetFn = Callable[[np.ndarray], np.ndarray]
 

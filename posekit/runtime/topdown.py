@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from posekit import geometry
-from posekit.data.topdown import IMAGENET_MEAN, IMAGENET_STD
+from posekit.codecs.base import IMAGENET_MEAN, IMAGENET_STD
 from posekit.errors import DataError
 
 Runner = Callable[[torch.Tensor], torch.Tensor]

@@ -127,19 +127,17 @@ def plot_curve(curve: Sequence[dict], path: str | Path, title: str = "", target:
     return path
 
 
-def draw_results(results: Sequence[dict], images: Sequence[dict], image_root: str | Path, skeleton: Skeleton,
+def draw_results(results: Sequence[dict], images: Sequence[dict], pixels: Sequence[np.ndarray], skeleton: Skeleton,
                  out_dir: str | Path, upscale: int = 2, threshold: float = 0.2, grid: str | Path | None = None,
                  min_score: float = 0.0) -> list[Path]:
-    """PNGs of COCO images (`images`: COCO image dicts) with the COCO `results` of each drawn, and a grid of them."""
-    from posekit.data.images import read_image
-
+    """PNGs of COCO images (`images`: COCO image dicts, `pixels`: their RGB arrays, as the caller read them) with the
+    COCO `results` of each drawn, and a grid of them."""
     out = Path(out_dir)
     by_image: dict[int, list[dict]] = {}
     for r in results:
         by_image.setdefault(int(r["image_id"]), []).append(r)
     files, tiles = [], []
-    for img in images:
-        image = read_image(Path(image_root) / img["file_name"])
+    for img, image in zip(images, pixels, strict=True):
         image = cv2.resize(image, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_CUBIC)
         for r in by_image.get(int(img["id"]), []):
             if float(r.get("score", 1.0)) < min_score:
