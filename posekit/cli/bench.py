@@ -10,7 +10,7 @@ HELP = "run a benchmark (codecs, pipeline, inference, e2e, eval, learn, bottomup
 
 # benchmark name -> module under posekit.bench; each defines HELP, add_arguments(p), run(args) -> dict,
 # render(result) -> str.
-BENCHES = ("codecs", "pipeline", "inference", "e2e", "eval", "learn", "bottomup")
+BENCHES = ("codecs", "pipeline", "inference", "e2e", "eval", "learn", "bottomup", "adapt")
 
 
 def _modules() -> dict[str, object]:

@@ -52,22 +52,27 @@ def _crop_passes(crop: np.ndarray, params: np.ndarray, input_size: Sequence[int]
 
 
 @torch.no_grad()
-def predict_crop(net: Any, codec: Any, crop: np.ndarray, params: np.ndarray, device: torch.device,
-                 flip_index: Sequence[int] | None = None) -> np.ndarray:
-    """Pseudo keypoints [K,3] (crop px, confidence = max of the back-warped average map) of one identity crop."""
+def predict_crops(net: Any, codec: Any, crops: Sequence[np.ndarray], params: Sequence[np.ndarray],
+                  device: torch.device, flip_index: Sequence[int] | None = None) -> np.ndarray:
+    """Pseudo keypoints [N,K,3] (crop px, confidence = max of the back-warped average map) of identity crops, all
+    passes of all crops in one forward."""
     iw = codec.input_size[0]
-    x = torch.from_numpy(_crop_passes(crop, params, codec.input_size)).to(device)
-    out = net(x).float().cpu().numpy()
-    avg = average_back_warped(out, params, iw / 200.0, iw)
+    x = np.concatenate([_crop_passes(c, p, codec.input_size) for c, p in zip(crops, params)])
     if flip_index is not None:
-        flipped = net(torch.flip(x[:1], dims=(3,))).float().cpu().numpy()
-        back = codec.flip_back(flipped, flip_index)[0]
-        n = params.shape[0]
-        avg = ((avg.astype(np.float64) * n + back) / (n + 1)).astype(np.float32)
-    coords, _ = codec.decode(avg[None])
-    kp = np.zeros((codec.num_keypoints, 3), np.float32)
-    kp[:, :2] = coords[0]
-    kp[:, 2] = avg.reshape(avg.shape[0], -1).max(axis=1)
+        x = np.concatenate([x, np.stack([normalize_crop(np.ascontiguousarray(c[:, ::-1]), bgr=True) for c in crops])])
+    out = net(torch.from_numpy(x).to(device)).float().cpu().numpy()
+    kp = np.zeros((len(crops), codec.num_keypoints, 3), np.float32)
+    at = 0
+    for i, p in enumerate(params):
+        n = p.shape[0]
+        avg = average_back_warped(out[at:at + n], p, iw / 200.0, iw)
+        at += n
+        if flip_index is not None:
+            back = codec.flip_back(out[-len(crops) + i][None], flip_index)[0]
+            avg = ((avg.astype(np.float64) * n + back) / (n + 1)).astype(np.float32)
+        coords, _ = codec.decode(avg[None])
+        kp[i, :, :2] = coords[0]
+        kp[i, :, 2] = avg.reshape(avg.shape[0], -1).max(axis=1)
     return kp
 
 
@@ -82,7 +87,7 @@ def to_image(records: Sequence[PoseRecord], crop_kpts: np.ndarray, codec: Any) -
 
 @torch.no_grad()
 def generate(net: Any, codec: Any, skeleton: Any, records: Sequence[PoseRecord], sequences: dict[int, int],
-             cfg: Any, round_index: int, device: torch.device) -> dict[str, Any]:
+             cfg: Any, round_index: int, device: torch.device, chunk: int = 64) -> dict[str, Any]:
     """Pseudo keypoints (image px), confidences and the kept mask of every target record for one round."""
     net.eval()
     ds = TopDownDataset(records, codec, skeleton, augment=None, train=False, seed=cfg.seed)
@@ -91,23 +96,29 @@ def generate(net: Any, codec: Any, skeleton: Any, records: Sequence[PoseRecord],
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + round_index)
     flip = skeleton.flip_index if cfg.flip_pseudo else None
     crop_kpts = np.zeros((len(ds), codec.num_keypoints, 3), np.float32)
-    prev: tuple[np.ndarray, np.ndarray, int] | None = None
-    for i in range(len(ds)):
-        crop = np.ascontiguousarray(ds.sample(i).crop[..., :3])
-        params = draw_pass_params(passes, codec.input_size[0] / 200.0, cfg.scale_factor, cfg.rot_factor, gen)
-        kp = predict_crop(net, codec, crop, params, device, flip)
-        gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
-        seq = sequences.get(records[i].image_id)
-        if ccssl and cfg.temporal and prev is not None and seq is not None and prev[2] == seq:
-            kp = temporal_update(prev[0], gray, prev[1], kp, cfg.lambda_decay, 15.0 * codec.input_size[0] / 256.0,
-                                 cfg.zero_previous_on_reject)
-        crop_kpts[i] = kp
-        prev = (gray, crop_kpts[i], seq) if seq is not None else None
+    grays = []
+    per = max(1, chunk // passes)
+    for start in range(0, len(ds), per):
+        crops = [np.ascontiguousarray(ds.sample(i).crop[..., :3]) for i in range(start, min(len(ds), start + per))]
+        params = [draw_pass_params(passes, codec.input_size[0] / 200.0, cfg.scale_factor, cfg.rot_factor, gen)
+                  for _ in crops]  # drawn image by image in file order, as the official loop
+        crop_kpts[start:start + len(crops)] = predict_crops(net, codec, crops, params, device, flip)
+        grays += [cv2.cvtColor(c, cv2.COLOR_BGR2GRAY) for c in crops]
+    if ccssl and cfg.temporal:
+        _temporal(crop_kpts, grays, [sequences.get(r.image_id) for r in records], cfg, codec.input_size[0])
     thresh, drop = threshold_for_round(crop_kpts[:, :, 2], round_index, cfg.schedule_step, cfg.kept)
     mask = threshold_mask(crop_kpts[:, :, 2], thresh)
     return {"round": round_index, "schedule_epoch": round_index * cfg.schedule_step, "drop_fraction": drop,
             "threshold": thresh, "kept_fraction": float(mask.mean()), "keypoints": to_image(records, crop_kpts, codec),
-            "mask": mask, "passes": passes * len(ds) + (len(ds) if flip is not None else 0)}
+            "mask": mask, "passes": (passes + (flip is not None)) * len(ds)}
+
+
+def _temporal(kpts: np.ndarray, grays: list[np.ndarray], seqs: list, cfg: Any, side: int) -> None:
+    """In place, in file order: LK-flow each frame's predecessor (same sequence) into it (pseudo.temporal_update)."""
+    for i in range(1, len(kpts)):
+        if seqs[i] is not None and seqs[i - 1] == seqs[i]:
+            kpts[i] = temporal_update(grays[i - 1], grays[i], kpts[i - 1], kpts[i], cfg.lambda_decay,
+                                      15.0 * side / 256.0, cfg.zero_previous_on_reject)
 
 
 def precision(pred: np.ndarray, mask: np.ndarray, gt: np.ndarray, norm: np.ndarray, alpha: float = 0.05,

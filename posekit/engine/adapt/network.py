@@ -105,6 +105,7 @@ class AdaptNet(nn.Module):
         result = {"heatmaps": heat}
         if self.discriminator is not None:
             result["domain"] = self.discriminator(grad_reverse(torch.cat(feats), self.grl))
+        self._feat = None
         return result
 
 

@@ -25,7 +25,6 @@ labels with their diagnostics, pictures/round_RR.png their picture.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import time
@@ -207,10 +206,14 @@ def _round(st: Setup, s: State, out: Path, r: int, emit: Event) -> None:
 def score(st: Setup) -> dict[str, float]:
     """Held-out target metrics of the current network (AdaBN applied to a copy for the adabn settings)."""
     net = st.net.net
-    if st.a.adabn:
-        net = copy.deepcopy(net)
-        adabn(net, identity_batches(st, st.target_train, st.a.eval_batch_size), st.device)
-    return evaluate_target(net, st)
+    if not st.a.adabn:
+        return evaluate_target(net, st)
+    saved = {k: v.clone() for k, v in net.state_dict().items() if "running_" in k or "num_batches" in k}
+    adabn(net, identity_batches(st, st.target_train, st.a.eval_batch_size), st.device)
+    try:
+        return evaluate_target(net, st)
+    finally:
+        net.load_state_dict(saved, strict=False)
 
 
 def _save_checkpoint(st: Setup, s: State, optimizer: torch.optim.Optimizer, path: Path) -> None:
