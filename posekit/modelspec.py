@@ -12,6 +12,8 @@ was trained (zoo network at the trained size and head, the codec with its option
 
 from __future__ import annotations
 
+import inspect
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -55,9 +57,19 @@ class ModelSpec:
         if missing:
             raise CheckpointError(f"{source}: model spec lacks {', '.join(missing)}")
         kw = {k: v for k, v in d.items() if k in names}
-        kw["input_size"] = tuple(int(v) for v in d["input_size"])
-        kw["heatmap_size"] = tuple(int(v) for v in d["heatmap_size"])
+        kw["input_size"] = _size(d["input_size"], "input_size", source)
+        kw["heatmap_size"] = _size(d["heatmap_size"], "heatmap_size", source)
+        for key, kind in (("name", str), ("codec", str), ("skeleton", str), ("task", str), ("config_yaml", str),
+                          ("zoo", bool), ("color_rgb", bool)):
+            if key in kw and not isinstance(kw[key], kind):
+                raise CheckpointError(f"{source}: model spec field {key!r} is {kw[key]!r}, expected a {kind.__name__}")
+        if type(kw["num_joints"]) is not int or kw["num_joints"] < 1:
+            raise CheckpointError(f"{source}: model spec field 'num_joints' is {kw['num_joints']!r}, expected a "
+                                  "positive integer")
+        if not isinstance(d.get("codec_cfg") or {}, dict):
+            raise CheckpointError(f"{source}: model spec field 'codec_cfg' must be a dict of codec options")
         kw["codec_cfg"] = dict(d.get("codec_cfg") or {})
+        check_codec_options(kw["codec"], kw["codec_cfg"], source)
         return cls(**kw)
 
     def summary(self) -> str:
@@ -65,6 +77,64 @@ class ModelSpec:
         w, h = self.input_size
         return (f"{self.name} {w}x{h} -> {self.heatmap_size[0]}x{self.heatmap_size[1]}, codec {self.codec}, "
                 f"skeleton {self.skeleton} ({self.num_joints} joints), {'RGB' if self.color_rgb else 'BGR'}")
+
+
+def _size(value: Any, key: str, source: str) -> tuple[int, int]:
+    """A (w, h) pair of positive integers, or a CheckpointError naming the spec field."""
+    ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    if not ok:
+        raise CheckpointError(f"{source}: model spec field {key!r} is {value!r}, expected [w, h] positive integers")
+    return int(value[0]), int(value[1])
+
+
+def _codec_parameters(codec: str) -> dict[str, inspect.Parameter]:
+    """Keyword options a codec's constructor takes (through its base classes' *args/**kwargs)."""
+    from posekit import codecs
+
+    params: dict[str, inspect.Parameter] = {}
+    for klass in type.mro(codecs._CODECS[codec]):
+        if "__init__" in vars(klass):
+            for name, par in inspect.signature(vars(klass)["__init__"]).parameters.items():
+                if name != "self" and par.kind not in (par.VAR_POSITIONAL, par.VAR_KEYWORD):
+                    params.setdefault(name, par)
+    return params
+
+
+def check_codec_options(codec: str, cfg: dict[str, Any], source: str) -> None:
+    """CheckpointError naming spec field codec / codec_cfg.<option> when a codec or an option value is unusable.
+
+    An option must be one the codec's constructor takes, of the type of its default: a number (finite; sigma > 0)
+    where the default is a number, true/false where it is a bool, a list of numbers where it is a sequence.
+    """
+    from posekit import codecs
+
+    if codec not in codecs.names():
+        raise CheckpointError(f"{source}: model spec field 'codec' is {codec!r}, expected one of {codecs.names()}")
+    params = _codec_parameters(codec)
+    for key, value in cfg.items():
+        where = f"{source}: model spec field codec_cfg.{key}"
+        if key in ("input_size", "heatmap_size", "num_keypoints") or key not in params:
+            known = sorted(k for k in params if k not in ("input_size", "heatmap_size", "num_keypoints"))
+            raise CheckpointError(f"{where}: not an option of codec {codec!r} (its options: {', '.join(known)})")
+        default, note = params[key].default, str(params[key].annotation)
+        if value is None and ("None" in note or default is None):
+            continue
+        if isinstance(default, bool) or note.startswith("bool"):
+            ok, expected = isinstance(value, bool), "true or false"
+        elif isinstance(default, (int, float)) or note.startswith(("int", "float")):
+            ok = _number(value) and (key != "sigma" or value > 0)
+            expected = "a positive number" if key == "sigma" else "a finite number"
+        elif "Sequence" in note:
+            ok, expected = isinstance(value, (list, tuple)) and all(_number(v) for v in value), "a list of numbers"
+        else:
+            ok, expected = isinstance(value, type(default)) if default is not None else True, type(default).__name__
+        if not ok:
+            raise CheckpointError(f"{where} is {value!r}, expected {expected}")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def read_spec(path: str | Path) -> ModelSpec | None:
