@@ -6,11 +6,11 @@ import argparse
 import importlib
 import json
 
-HELP = "run a benchmark (codecs, pipeline, inference, e2e, eval, learn, bottomup) and print a table or --json"
+HELP = "run a benchmark (codecs, pipeline, inference, e2e, eval, learn, learn3d, bottomup, adapt, track): a table or --json"
 
 # benchmark name -> module under posekit.bench; each defines HELP, add_arguments(p), run(args) -> dict,
 # render(result) -> str.
-BENCHES = ("codecs", "pipeline", "inference", "e2e", "eval", "learn", "bottomup", "adapt")
+BENCHES = ("codecs", "pipeline", "inference", "e2e", "eval", "learn", "learn3d", "bottomup", "adapt", "track")
 
 
 def _modules() -> dict[str, object]:

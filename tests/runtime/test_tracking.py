@@ -149,7 +149,7 @@ def test_one_euro_speed_term_by_hand():
 
 
 def test_smoothing_is_applied_per_track():
-    tracker = Tracker(TrackerConfig(smooth=True, min_cutoff=1.0, beta=0.0))
+    tracker = Tracker(TrackerConfig(smooth=True, min_cutoff=1.0, beta=0.0, score_ref=0.5))  # scores 0.9: c = 1
     k, b = person(100, 100, 80)
     tracker.update(k[None], b[None], np.array([0.9]))
     k2 = k.copy()
@@ -186,3 +186,11 @@ def test_config_is_validated():
         TrackerConfig(similarity="flow")
     with pytest.raises(ConfigError, match="memory"):
         TrackerConfig(memory=-1)
+
+
+def test_one_euro_confidence_scales_the_cutoff():
+    """beta = 0: a sample of confidence c is filtered with cutoff c x min_cutoff."""
+    f = OneEuro(min_cutoff=4.0, beta=0.0)
+    f(np.zeros(2), 0.0)
+    got = f(np.ones(2), 1 / 30.0, np.array([1.0, 0.25]))
+    np.testing.assert_allclose(got, [OneEuro.alpha(4.0, 1 / 30.0), OneEuro.alpha(1.0, 1 / 30.0)], rtol=1e-12)

@@ -7,15 +7,16 @@ a sequence shows the same scene and the same people:
   from (seed, sequence, 4);
 - the paths come from a Generator seeded by (seed, sequence, 3): 2..max_subjects people (1 when max_subjects is 1),
   each with a `Walker` path: a straight walk left or right at 0.4..1.6 % of the image width per frame, starting
-  inside the image or, with probability 0.35, outside it and walking in; with probability 0.3 the person turns
-  around once (so someone who walked out may come back); the path moves the pelvis (the body origin), whose depth
-  makes a nominal 1.75 m standing height a size in cfg.size_range (capped at 0.6) of the image height, changing by
-  up to 0.6 % per frame (walking towards or away from the camera); nearer people cover farther ones where paths
-  cross;
+  inside the image or, with probability 0.35, 15..40 % of the width outside it and walking in; with probability
+  0.3 the person turns around once (so someone who walked out may come back); the path moves the pelvis (the body
+  origin), whose depth makes a nominal 1.75 m standing height a size in cfg.size_range (capped at 0.6) of the image
+  height, changing by up to 0.6 % per frame (walking towards or away from the camera); nearer people cover farther
+  ones where paths cross;
 - person p's body, clothes and joint angles come from `SequenceRng(seed, 2**20 + 64 * sequence + p, frame,
   cfg.motion)` (the same body every frame, joint angles drifting smoothly), clothes colours from a Generator seeded
-  by (seed, 2**20 + 64 * sequence + p, 2); the body faces its walking direction (yaw +-90 degrees plus a fixed
-  per-person offset); cfg.max_yaw is not used.
+  by (seed, 2**20 + 64 * sequence + p, 2); the body turns 20..60 degrees (per person) from the camera towards its
+  walking direction (people walk across the view, half facing the camera: a pure profile, where left and right are
+  ambiguous for a network trained on turns of at most 90 degrees, is left out); cfg.max_yaw is not used.
 A person whose box lies wholly outside the image is not drawn; a person with no visible pixel gets no annotation.
 Each instance carries `track_id` = p (per sequence, as in PoseTrack) and `head_box` (xywh of the projected head,
 PoseTrack's bbox_head: the head size of the PCKh threshold).
@@ -46,7 +47,7 @@ class Walker:
     turn: int  # frame at which the person turns around (-1: never)
     size0: float  # nominal standing height (BODY_HEIGHT at the pelvis depth) / image height at frame 0
     growth: float  # relative size change per frame
-    yaw_offset: float  # radians added to the walking direction
+    yaw: float  # radians the body turns from the camera towards its walking direction
 
     def at(self, frame: int) -> tuple[float, float, float, float]:
         """(u, v, size, heading sign) at `frame`."""
@@ -68,11 +69,12 @@ def walkers(seed: int, sequence: int, cfg: SynthConfig) -> list[Walker]:
         speed = d * rng.uniform(0.004, 0.016) * w
         u0 = rng.uniform(0.1, 0.9) * w
         if rng.random() < 0.35:  # starts outside and walks in
-            u0 = -0.35 * w if d > 0 else 1.35 * w
+            gap = rng.uniform(0.15, 0.4) * w
+            u0 = -gap if d > 0 else w + gap
         turn = int(rng.integers(cfg.sequence_length // 4, max(cfg.sequence_length * 3 // 4, 1) + 1)) \
             if rng.random() < 0.3 else -1
         out.append(Walker(u0, rng.uniform(0.4, 0.6) * h, speed, turn, rng.uniform(lo, max(lo, min(hi, 0.6))),
-                          rng.uniform(-0.006, 0.006), rng.normal(0.0, 0.25)))
+                          rng.uniform(-0.006, 0.006), rng.uniform(0.35, 1.05)))
     return out
 
 
@@ -90,7 +92,7 @@ def render_track_frame(seed: int, index: int, cfg: SynthConfig) -> Sample:
         key = PERSON_KEY + 64 * sequence + p
         fig = SAMPLERS[cfg.kind](SequenceRng(seed, key, frame, cfg.motion), head_scale)
         u, v, size, heading = walker.at(frame)
-        r = rot("x", elev) @ _TO_CAMERA @ rot("y", heading * np.pi / 2 + walker.yaw_offset)
+        r = rot("x", elev) @ _TO_CAMERA @ rot("y", heading * walker.yaw)
         z = cam.f * BODY_HEIGHT / (size * h)  # the pelvis (body origin) at pixel (u, v), depth z
         placed = fig.transformed(r, np.array([(u - cam.cx) * z / cam.f, (v - cam.cy) * z / cam.f, z]))
         b = _box(cam.project(placed.pts))

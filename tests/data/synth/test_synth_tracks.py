@@ -42,7 +42,7 @@ def test_frames_share_scene_and_people_move_along_their_paths():
 
 
 def test_walker_turns_around_and_grows():
-    w = Walker(u0=10.0, v0=50.0, speed=2.0, turn=5, size0=0.5, growth=0.01, yaw_offset=0.0)
+    w = Walker(u0=10.0, v0=50.0, speed=2.0, turn=5, size0=0.5, growth=0.01, yaw=0.5)
     assert w.at(3)[:2] == (16.0, 50.0) and w.at(3)[3] == 1.0
     assert w.at(7)[0] == 16.0 and w.at(7)[3] == -1.0  # back where it was at frame 3, heading left
     assert w.at(10)[2] == pytest.approx(0.5 * 1.01 ** 10)
