@@ -143,7 +143,49 @@ def build(cfg: Config) -> Built:
         model = models.build(spec.name) if same_head else models.build(spec.name, num_joints=out_channels)
     else:
         model = _build_official(cfg, out_channels).eval()
+    if not spec.zoo or cfg.MODEL.IMAGE_SIZE or cfg.MODEL.HEATMAP_SIZE:  # zoo defaults are known to fit
+        check_input_size(model, spec, cfg.source)
     return Built(model=model, codec=codec, skeleton=skeletons.get(spec.skeleton), spec=spec)
+
+
+def _shape_forward(model: nn.Module, size: tuple[int, int]) -> Any:
+    """The model's output for a [1,3,h,w] input on the meta device: shapes only, nothing is computed or copied."""
+    from torch.func import functional_call
+
+    state = {k: torch.empty_like(v, device="meta") for k, v in [*model.named_parameters(), *model.named_buffers()]}
+    with torch.no_grad():
+        return functional_call(model, state, (torch.empty(1, 3, size[1], size[0], device="meta"),), strict=False)
+
+
+def _heatmap_hw(out: Any) -> tuple[int, int] | None:
+    """(h, w) of a heatmap-like output (a tensor with >= 4 dims, or the last of a list of them); else None."""
+    if isinstance(out, (list, tuple)) and out:
+        out = out[-1]
+    return tuple(out.shape[-2:]) if isinstance(out, torch.Tensor) and out.dim() >= 4 else None
+
+
+def check_input_size(model: nn.Module, spec: ModelSpec, source: str = "the config") -> None:
+    """ConfigError naming MODEL.IMAGE_SIZE when the network cannot take the input size, or gives a heatmap of
+    another size than MODEL.HEATMAP_SIZE; checked by a shape-only forward before any network runs."""
+    w, h = spec.input_size
+    try:
+        hw = _heatmap_hw(_shape_forward(model, (w, h)))
+    except RuntimeError as e:
+        hint = ""
+        for k in (32, 64):
+            fit = (-(-w // k) * k, -(-h // k) * k)
+            try:
+                _shape_forward(model, fit)
+            except RuntimeError:
+                continue
+            hint = f"; sides that are multiples of {k} work, e.g. MODEL.IMAGE_SIZE=[{fit[0]},{fit[1]}]"
+            break
+        raise ConfigError(f"MODEL.IMAGE_SIZE [{w},{h}] in {source}: {spec.name} cannot take a {w}x{h} input (shapes "
+                          f"inside the network do not line up: {str(e).splitlines()[0]}){hint}") from None
+    if hw is not None and hw != (spec.heatmap_size[1], spec.heatmap_size[0]):
+        raise ConfigError(f"MODEL.IMAGE_SIZE [{w},{h}] / MODEL.HEATMAP_SIZE {list(spec.heatmap_size)} in {source}: "
+                          f"{spec.name} gives {hw[1]}x{hw[0]} heatmaps at this input size, not "
+                          f"{spec.heatmap_size[0]}x{spec.heatmap_size[1]}")
 
 
 def build_model_from_config(cfg: Config) -> tuple[Any, Any, Any]:

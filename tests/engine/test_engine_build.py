@@ -1,0 +1,44 @@
+"""posekit.engine.build: a config's input / heatmap size is checked against the network before it runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from posekit.config import load_config
+from posekit.engine import build as B
+from posekit.errors import ConfigError
+
+
+def _cfg(tmp_path: Path, zoo: str, *overrides: str):
+    path = tmp_path / "x.yaml"
+    path.write_text(f"MODEL:\n  ZOO: {zoo}\n")
+    return load_config(path, list(overrides))
+
+
+def test_hrnet_input_not_a_multiple_of_32_is_named_before_the_network_runs(tmp_path):
+    cfg = _cfg(tmp_path, "hrnet_w16_tiny_128x96", "MODEL.IMAGE_SIZE=[80,112]")
+    with pytest.raises(ConfigError, match=r"MODEL.IMAGE_SIZE \[80,112\] in .*x.yaml: hrnet_w16_tiny_128x96 cannot "
+                                          r"take a 80x112 input .*e.g. MODEL.IMAGE_SIZE=\[96,128\]"):
+        B.build(cfg)  # raised by build itself: the check is a shape-only (meta device) forward, see below
+    built = B.build(_cfg(tmp_path, "hrnet_w16_tiny_128x96", "MODEL.IMAGE_SIZE=[96,160]"))  # multiples of 32 fit
+    assert built.spec.heatmap_size == (24, 40)
+
+
+def test_heatmap_size_the_network_does_not_give_is_named(tmp_path):
+    cfg = _cfg(tmp_path, "simplebaseline_res18_128x96", "MODEL.HEATMAP_SIZE=[20,30]")
+    with pytest.raises(ConfigError, match=r"MODEL.HEATMAP_SIZE \[20, 30\] .* gives 24x32 heatmaps .* not 20x30"):
+        B.build(cfg)
+    cfg = _cfg(tmp_path, "simplebaseline_res18_128x96", "MODEL.IMAGE_SIZE=[80,112]")  # ResNet rounds 80/32 up
+    with pytest.raises(ConfigError, match=r"gives 24x32 heatmaps .* not 20x28"):
+        B.build(cfg)
+
+
+def test_shape_forward_computes_nothing():
+    from posekit import models
+
+    model = models.build("hrnet_w16_tiny_128x96")
+    out = B._shape_forward(model, (96, 128))
+    assert out.device.type == "meta" and tuple(out.shape) == (1, 17, 32, 24)
+    assert all(p.device.type == "cpu" for p in model.parameters())  # the model itself is untouched
