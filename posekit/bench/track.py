@@ -109,7 +109,7 @@ def run_source(source: str, videos: dict, gt_boxes: dict, est: Any, bottomup: An
             detect = lambda t, image, ids=ids: gt_boxes.get(ids[t], np.zeros((0, 4)))  # noqa: E731
             every = 1 if source == "gt-boxes" else args.detect_every
         start = time.perf_counter()
-        for t, _, poses in track_frames((f for _, f in frames), estimate, tracker, detect, every):
+        for t, _, poses in track_frames(enumerate(f for _, f in frames), estimate, tracker, detect, every):
             for p in poses:
                 results.append({"image_id": ids[t], "category_id": 1, "track_id": int(p.track_id),
                                 "keypoints": np.asarray(p.keypoints, float).ravel().tolist(),

@@ -237,9 +237,10 @@ class Tracker:
         return sim
 
     def update(self, keypoints: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
-               image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               image: np.ndarray | None = None, time: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Associate this frame's poses (keypoints [N,K,3], boxes [N,4] xywh, person scores [N]); returns their
-        track ids [N] (-1: no track) and keypoints [N,K,3] (One-Euro smoothed when `smooth` is on)."""
+        track ids [N] (-1: no track) and keypoints [N,K,3] (One-Euro smoothed when `smooth` is on). `time`: the
+        frame's time in seconds for the smoothing (default: frames so far / fps)."""
         cfg = self.config
         self.frame += 1
         if cfg.flow and not self._flowed:
@@ -275,7 +276,8 @@ class Tracker:
                 if t.filter is None:
                     t.filter = OneEuro(cfg.min_cutoff, cfg.beta, cfg.d_cutoff)
                 conf = np.clip(keypoints[i, :, 2:3] / cfg.score_ref, 0.0, 1.0) ** cfg.score_power
-                out[i, :, :2] = t.filter(keypoints[i, :, :2], self.frame / cfg.fps, conf)
+                now = self.frame / cfg.fps if time is None else float(time)
+                out[i, :, :2] = t.filter(keypoints[i, :, :2], now, conf)
         return ids, out
 
 
@@ -291,40 +293,61 @@ def pose_nms(keypoints: np.ndarray, boxes: np.ndarray, scores: np.ndarray, sigma
     return sorted(keep)
 
 
-def track_frames(frames: Iterable[np.ndarray], estimate: Callable[[np.ndarray, Any], list],
+def track_frames(frames: Iterable[tuple[int, np.ndarray]], estimate: Callable[[np.ndarray, Any], list],
                  tracker: Tracker, detect: Callable[[int, np.ndarray], Any] | None = None,
-                 every: int = 1, nms_threshold: float = 0.7) -> Iterator[tuple[int, np.ndarray, list]]:
-    """(frame index, frame, poses) with `pose.track_id` set, for people found by `detect` or propagated.
+                 every: int = 1, nms_threshold: float = 0.7,
+                 times: Callable[[int], float] | None = None) -> Iterator[tuple[int, np.ndarray, list]]:
+    """(frame index, frame, poses) with `pose.track_id` set, for (index, RGB frame) pairs, people found by `detect`
+    or propagated.
 
     `estimate(image, boxes)` returns poses (objects with keypoints [K,3], box xywh and score; boxes None = whatever
-    the estimator finds alone, e.g. a bottom-up model). On frames t with t % every == 0, `detect(t, image)` gives
-    the boxes (None = let `estimate` find the people); on the others the boxes come from `tracker.boxes(image)`
-    (the last poses, moved by flow when the tracker's flow is on). With `detect` None every frame goes to
-    `estimate(image, None)`. Poses that repeat a kept pose (OKS > nms_threshold) are dropped; with smoothing on,
-    `pose.keypoints` holds the smoothed keypoints and `pose.extra["raw_keypoints"]` the network's.
+    the estimator finds alone, e.g. a bottom-up model). On every `every`-th processed frame (the first included),
+    `detect(index, image)` gives the boxes (None = let `estimate` find the people); on the others the boxes come
+    from `tracker.boxes(image)` (the last poses, moved by flow when the tracker's flow is on). With `detect` None
+    every frame goes to `estimate(image, None)`. Poses that repeat a kept pose (OKS > nms_threshold) are dropped;
+    with smoothing on, `pose.keypoints` holds the smoothed keypoints and `pose.extra["raw_keypoints"]` the
+    network's. `times(index)` gives a frame's time in seconds for the smoothing (default index / tracker fps).
     """
-    for t, image in enumerate(frames):
+    for t, (index, image) in enumerate(frames):
         if detect is None:
             boxes = None
         elif every <= 1 or t % every == 0:
-            boxes = detect(t, image)
+            boxes = detect(index, image)
         else:
-            boxes = tracker.boxes(image)
-            boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-        if boxes is not None and len(np.asarray(boxes)) == 0:
-            poses = []
-        else:
-            poses = list(estimate(image, boxes))
+            boxes = np.asarray(tracker.boxes(image), np.float64).reshape(-1, 4)
+        poses = [] if boxes is not None and len(np.asarray(boxes)) == 0 else list(estimate(image, boxes))
         kps = np.array([p.keypoints for p in poses], np.float64).reshape(len(poses), len(tracker.sigmas), 3)
         bxs = np.array([p.box[:4] for p in poses], np.float64).reshape(-1, 4)
         scores = np.array([p.score for p in poses], np.float64)
         if len(poses) > 1:
             keep = pose_nms(kps, bxs, scores, tracker.sigmas, nms_threshold, tracker.config.keypoint_threshold)
             poses, kps, bxs, scores = [poses[i] for i in keep], kps[keep], bxs[keep], scores[keep]
-        ids, smoothed = tracker.update(kps, bxs, scores, image)
+        when = times(index) if times is not None else index / tracker.config.fps
+        ids, smoothed = tracker.update(kps, bxs, scores, image, time=when)
         for p, tid, k in zip(poses, ids, smoothed):
             p.track_id = int(tid)
             if tracker.config.smooth:
                 p.extra["raw_keypoints"] = p.keypoints
                 p.keypoints = k.astype(np.asarray(p.keypoints).dtype)
-        yield t, image, poses
+        yield index, image, poses
+
+
+def track_source(source: Any, estimate: Callable[[np.ndarray, Any], list], tracker: Tracker,
+                 detect: Callable[[int, np.ndarray], Any] | None = None, every: int = 1) -> Iterator[Any]:
+    """`Result`s (path = the source's name, frame = the frame's index in the source) of `track_frames` over a
+    `posekit.runtime.capture` source; frame times come from the source (live sources: arrival times)."""
+    from pathlib import Path
+
+    from posekit.runtime import Result
+
+    times: dict[int, float] = {}
+
+    def frames() -> Iterator[tuple[int, np.ndarray]]:
+        for f in source:
+            times.clear()
+            times[f.index] = f.time
+            yield f.index, f.image
+
+    for n, (index, image, poses) in enumerate(track_frames(frames(), estimate, tracker, detect, every,
+                                                           times=lambda i: times.get(i, i / source.fps))):
+        yield Result(Path(source.name), image, poses, frame=index, index=n)
