@@ -29,7 +29,8 @@ import cv2
 import numpy as np
 
 from posekit.errors import DataError
-from posekit.runtime.sources import IMAGE_EXTS
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}  # as posekit.inference's inputs
 
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
