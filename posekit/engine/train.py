@@ -646,8 +646,11 @@ class Run:
                 set_lr=self.set_lr, after_step=after_step, all_finite=lambda x: _all_finite(x, info), on_skip=self.skip,
                 channels_last=t.CHANNELS_LAST, prefetch=t.PREFETCH if self.cfg.WORKERS == 0 else 0)
         except TrainingError as e:
-            raise TrainingError(f"{e}; the last good checkpoint is {self.out / 'checkpoint.pth'} - lower TRAIN.LR, "
-                                "check the data, or turn TRAIN.AMP off") from None
+            ckpt = self.out / "checkpoint.pth"
+            kept = (f"the last good checkpoint is {ckpt}" if ckpt.is_file() else
+                    f"no checkpoint was written before it (none in {self.out}): nothing to resume")
+            raise TrainingError(f"{e}; {kept} - lower TRAIN.LR, check the data (a NaN / infinite label or camera "
+                                "value gives this at once), or turn TRAIN.AMP off") from None
         except DataError as e:
             self.save(epoch, prog.epoch_iteration)  # nothing lost: resume continues after the last good step
             raise DataError(f"{e} (training stopped at epoch {epoch} step {prog.epoch_iteration}; the checkpoint "

@@ -111,11 +111,27 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(micro_cfg, tm
         return loss
 
     monkeypatch.setattr(TopDownTask, "criterion", poisoned)
-    with pytest.raises(TrainingError, match=r"non-finite loss .* epoch 1 step 0 .*checkpoint"):
+    with pytest.raises(TrainingError, match=r"non-finite loss .* epoch 1 step 0 .*last good checkpoint is .*run/"):
         fit(micro_cfg(), tmp_path / "run")
     state = ckpt.load_training_checkpoint(tmp_path / "run" / "checkpoint.pth")
     assert (state["epoch"], state["epoch_iteration"], state["iteration"]) == (1, 0, 2)
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_nan_loss_at_the_first_step_names_no_checkpoint_that_does_not_exist(micro_cfg, tmp_path, monkeypatch):
+    """A NaN label stops the first step: the message must not point at a checkpoint that was never written."""
+    from posekit.engine.tasks.topdown import TopDownTask
+
+    real = TopDownTask.criterion
+
+    def poisoned(self, cfg, built):
+        crit = real(self, cfg, built)
+        return lambda outputs, targets: (crit(outputs, targets)[0] * float("nan"), {})
+
+    monkeypatch.setattr(TopDownTask, "criterion", poisoned)
+    with pytest.raises(TrainingError, match=r"iteration 1\); no checkpoint was written before it") as e:
+        fit(micro_cfg(), tmp_path / "run")
+    assert "last good checkpoint" not in str(e.value) and not (tmp_path / "run" / "checkpoint.pth").exists()
 
 
 @pytest.mark.slow
