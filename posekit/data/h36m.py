@@ -63,6 +63,25 @@ def action_id(name: str) -> int:
     return H36M_ACTIONS.index(base) if base in H36M_ACTIONS else -1
 
 
+def check_camera_and_joints(f: Any, c: Any, joints: Any, camera_where: str, joints_where: str) -> None:
+    """DataError naming the file and field when the intrinsics (f > 0, finite f and c, two values each) or the
+    3-D joints (finite) cannot give 2-D targets: f = 0 would put every joint on the principal point, a NaN
+    stops training at the first step."""
+    try:
+        fv, cv = np.asarray(f, np.float64).reshape(-1), np.asarray(c, np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise DataError(f"{camera_where}: f and c must be numbers, got f={f!r} c={c!r}") from None
+    if fv.size not in (1, 2) or cv.size != 2 or not np.isfinite(fv).all() or not np.isfinite(cv).all() \
+            or not (fv > 0).all():
+        raise DataError(f"{camera_where}: expected a focal length f (px, one or two values > 0) and a principal "
+                        f"point c [cx, cy], all finite; got f={fv.tolist()} c={cv.tolist()}")
+    j = np.asarray(joints, np.float64)
+    bad = np.argwhere(~np.isfinite(j))
+    if bad.size:
+        raise DataError(f"{joints_where}: joint {int(bad[0][0])} has a non-finite coordinate "
+                        f"{float(j[tuple(bad[0])])} ({len(np.unique(bad[:, 0]))} joints affected)")
+
+
 def _record(path: str, image_id: int, bbox: Sequence[float], width: float, height: float, joint_cam: np.ndarray,
             f: np.ndarray, c: np.ndarray, root: int, ann_id: int, extra: dict[str, Any],
             aspect_ratio: float = 1.0) -> Body3DRecord | None:
@@ -113,6 +132,9 @@ def load_h36m(root: str | os.PathLike, split: str = "train", protocol: int = 2,
             except KeyError as e:
                 raise DataError(f"{where}: no camera / 3-D joints for key {e.args[0]!r} "
                                 f"(subject {s}, image {img.get('file_name')})") from None
+            check_camera_and_joints(f, c, world, f"{files['camera']}: camera {img['cam_idx']!r}",
+                                    f"{files['joint_3d']}: action {img['action_idx']} subaction "
+                                    f"{img['subaction_idx']} frame {img['frame_idx']}")
             joint_cam = add_thorax(world2cam(world, R, t))
             rec = _record(str(root / "images" / img["file_name"]), img["id"], ann["bbox"], img["width"],
                           img["height"], joint_cam, f, c, H36M_ROOT, ann.get("id", i),
@@ -155,6 +177,8 @@ def load_h36m_mmpose(ann_file: str | os.PathLike, cameras_file: str | os.PathLik
         if kp3d.size != 17 * 4:
             raise DataError(f"{where}: keypoints_3d must hold 17 x [x, y, z, v], got {kp3d.size} values")
         world = kp3d.reshape(17, 4)[:, :3]
+        check_camera_and_joints(cam.get("f"), cam.get("c"), world, f"{cameras_file}: camera ({subject!r}, {cam_id!r})",
+                                f"{where} (id {ann.get('id')}) field 'keypoints_3d'")
         joint_cam = add_thorax(world2cam_mmpose(world, cam["R"], cam["T"]) * 1000.0)
         folder = f"{subject}/{Path(img['file_name']).stem.rsplit('_', 1)[0]}"
         kp2d = np.asarray(ann["keypoints"], dtype=np.float64).reshape(17, 3)
@@ -193,7 +217,12 @@ def load_synth3d(ann_file: str | os.PathLike, image_root: str | os.PathLike | No
         if img is None:
             raise DataError(f"{where}: image_id {ann.get('image_id')!r} is not in 'images'")
         cam = ann["cam_intrinsics"]
+        if not isinstance(cam, Mapping) or "f" not in cam or "c" not in cam:
+            raise DataError(f"{where} (id {ann.get('id')}) field 'cam_intrinsics': expected {{\"f\": [fx, fy], "
+                            f"\"c\": [cx, cy]}}, got {cam!r}")
         joint_cam = synth_joints_cam(ann["keypoints_3d"])
+        check_camera_and_joints(cam["f"], cam["c"], joint_cam[:17], f"{where} (id {ann.get('id')}) field "
+                                "'cam_intrinsics'", f"{where} (id {ann.get('id')}) field 'keypoints_3d'")
         if np.any(joint_cam[:, 2] <= 0):
             raise DataError(f"{where}: a joint has Z <= 0 (behind the camera)")
         rec = _record(str(image_root / img["file_name"]), img["id"], ann["bbox"], img["width"], img["height"],

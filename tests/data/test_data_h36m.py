@@ -119,3 +119,50 @@ def test_posekit_synth_cli_writes_loadable_3d_splits(tmp_path, capsys):
     train, val = load_synth3d(tmp_path / "train" / "annotations.json"), load_synth3d(tmp_path / "val" /
                                                                                      "annotations.json")
     assert train and val and not np.allclose(train[0].joints_cam, val[0].joints_cam)
+
+
+def _edited_synth(tmp_path, edit):
+    from posekit.data.synth import generate
+
+    generate(tmp_path, 2, max_subjects=1, seed=3, workers=1, image_size=(128, 128))
+    path = tmp_path / "annotations.json"
+    data = json.loads(path.read_text())
+    edit(data["annotations"][1])
+    path.write_text(json.dumps(data))  # NaN / Infinity literals, as Python writes them
+    return path
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda a: a["cam_intrinsics"].update(f=[0.0, 0.0]), r"annotations\[1\] .*field 'cam_intrinsics': expected a focal "
+                                                         r"length f .* > 0.*got f=\[0.0, 0.0\]"),
+    (lambda a: a["cam_intrinsics"].update(c=[float("inf"), 5.0]), r"field 'cam_intrinsics'.*all finite"),
+    (lambda a: a["cam_intrinsics"].update(f=[float("nan"), 500.0]), r"field 'cam_intrinsics'.*got f=\[nan, 500.0\]"),
+    (lambda a: a.update(cam_intrinsics=[500.0, 64.0]), r"field 'cam_intrinsics': expected \{\"f\""),
+    (lambda a: a["keypoints_3d"][5].__setitem__(2, float("nan")), r"annotations\[1\] .*field 'keypoints_3d': joint 5 "
+                                                                  r"has a non-finite coordinate nan"),
+])
+def test_synthetic_3d_camera_and_joints_are_validated_at_load(tmp_path, edit, message):
+    """f = 0 collapses every 2-D target onto one point and a NaN stops training: both named at load instead."""
+    path = _edited_synth(tmp_path, edit)
+    with pytest.raises(DataError, match=message) as e:
+        load_synth3d(path)
+    assert str(path) in str(e.value)
+
+
+def test_h36m_layouts_validate_cameras_and_joints(tmp_path, h36m_records):
+    recs, _ = h36m_records
+    files = h36m_common_json(recs[:2])
+    files["camera"]["2"]["f"] = [0.0, 1145.0]
+    (tmp_path / "annotations").mkdir()
+    for key, value in files.items():
+        (tmp_path / "annotations" / f"Human36M_subject11_{key}.json").write_text(json.dumps(value))
+    with pytest.raises(DataError, match=r"Human36M_subject11_camera.json: camera 2: expected a focal length"):
+        load_h36m(tmp_path, split="test", protocol=1)
+    files["camera"]["2"]["f"] = [1145.0, 1145.0]
+    frames = next(iter(files["joint_3d"].values()))["1"]
+    frames[next(iter(frames))][3][0] = float("nan")
+    for key, value in files.items():
+        (tmp_path / "annotations" / f"Human36M_subject11_{key}.json").write_text(json.dumps(value))
+    with pytest.raises(DataError, match=r"Human36M_subject11_joint_3d.json: action \d+ subaction 1 frame \d+: joint 3 "
+                                        r"has a non-finite"):
+        load_h36m(tmp_path, split="test", protocol=1)
