@@ -189,3 +189,19 @@ def test_demo_model_gives_the_same_keypoints_and_ap_in_every_consumer(demo: tupl
                              centers=engine.centers, sizes=engine.sizes, ann_ids=engine.ann_ids)
         metrics, _ = score(cfg, again, built.skeleton)
         assert metrics["AP"] == pytest.approx(result["AP"], abs=5e-3), backend  # keypoints equal to 5e-2 px
+
+
+@pytest.mark.slow
+def test_ap_target_belongs_to_the_default_demo_only(demo: tuple[Path, dict, list], capsys) -> None:
+    """The 0.70 target is the shipped heatmap demo's: a run with another config / model prints no verdict."""
+    from posekit.cli import main
+    from posekit.engine.demo import TARGET_AP
+
+    root, result, _ = demo
+    assert result["target_ap"] == TARGET_AP
+    code = main(["demo", "--out", str(root / "other"), "--data", str(root / "data"), "--minutes", "0.02",
+                 "--num-train", "24", "--num-val", "6", "--seed", "3", "--eval-every", "0", "--no-progress",
+                 "MODEL.SIGMA=3"])
+    assert code == 0
+    assert "target AP" not in capsys.readouterr().out
+    assert json.loads((root / "other" / "metrics.json").read_text())["target_ap"] is None
