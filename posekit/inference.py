@@ -5,16 +5,18 @@ checkpoint (input and heatmap size, codec and options, skeleton, colour order) w
 entry named, else a spec given directly (`posekit infer --config` builds one from a training config). Naming a
 zoo model whose spec disagrees with the one stored in the weights is a ConfigError.
 
-A model's task decides its inference path (`register_task_path`); posekit ships "topdown", the official HRNet /
+A model's task (posekit.engine.tasks, the one task table) loads its network and runs its inference path
+(`Task.load`, `Task.infer`, over posekit.runtime); the top-down path is the official HRNet /
 SimpleBaseline test: box xywh -> center/size (aspect ratio of the network input, padding 1.25) -> affine crop
 (the codec's affine kind) -> ImageNet normalisation (RGB; BGR-trained networks get the official BGR input) ->
 network with the mirrored crops as the second half of the same batch -> codec decode (crop input px) -> inverse
 affine -> image px -> official rescoring (box score x mean keypoint score above 0.2). All crops of several images
 (or video frames) are batched together (`batch_size` crops per network batch, doubled by the flip test); the shared
-path is `posekit.runtime` (also used by `posekit.engine.predict`). Bottom-up tasks register a path that ignores
-boxes (`needs_boxes=False`).
+path is `posekit.runtime` (also used by `posekit.engine.predict`). Bottom-up tasks ignore boxes
+(`needs_boxes=False`). Files, folders, videos and detections files are read by `posekit.runtime.sources`.
 
-Backends (`backend="auto" | "torch" | "folded" | "onnxruntime" | "onnxruntime-int8"`) are in `posekit.backends`;
+Backends (`backend="auto" | "torch" | "folded" | "onnxruntime" | "onnxruntime-int8"`) are in
+`posekit.runtime.backends`;
 "auto" uses ONNX Runtime (exported once, cached next to the weights) when it is installed and the model exports,
 else BN-folded eager, else eager. Without a weights file "auto" does not export (nothing to key a cache on): it uses
 folded eager. "onnxruntime-int8" (opt-in, never chosen by "auto") is calibrated on `calibration=` (crops or image
@@ -29,10 +31,10 @@ errors, handled per `on_error`), which is the one exception to "inference import
 from __future__ import annotations
 
 import json
-import math
 import re
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -41,76 +43,31 @@ import numpy as np
 import torch
 
 from posekit import geometry, skeletons
-from posekit.errors import CheckpointError, ConfigError, DataError
-from posekit.evaluation.results import rescore as official_rescore
-from posekit.runtime import RESCORE_THRESHOLD, Pose, Result, rescore
+from posekit.errors import ConfigError, DataError, PosekitError
+from posekit.runtime import Pose, Result, rescore, split_boxes
+from posekit.runtime.sources import (
+    IMAGE_EXTS,
+    VIDEO_EXTS,
+    BoxesArg,
+    boxes_for,
+    collect_inputs,
+    count_boxes,
+    read_detections,
+    read_video,
+    video_info,
+)
 from posekit.runtime.topdown import IMAGENET_MEAN, IMAGENET_STD, crop_boxes, predict_crops
 from posekit.skeletons import Skeleton
 from posekit.vis import draw_pose
 
 INT8 = "onnxruntime-int8"  # posekit.backends.INT8 (kept here so importing this module does not import backends)
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "IMAGE_EXTS", "VIDEO_EXTS", "Pose", "PoseEstimator", "Result",
-           "ResultsWriter", "collect_inputs", "draw_poses", "process_video", "read_detections", "register_task_path",
-           "rescore", "resolve_spec", "zoo_spec"]
+__all__ = ["EstimatorOptions", "IMAGENET_MEAN", "IMAGENET_STD", "IMAGE_EXTS", "InferJob", "InferReport", "Pose",
+           "PoseEstimator", "Result", "ResultsWriter", "VIDEO_EXTS", "collect_inputs", "draw_poses",
+           "infer_to_folder", "process_video", "read_detections", "rescore", "resolve_spec", "zoo_spec"]
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
 BoxesFn = Callable[[int, np.ndarray], "np.ndarray | tuple[np.ndarray, np.ndarray] | None"]
-BoxesArg = Any  # None | array [M,4|5] | Mapping[path str / name / stem / id, boxes] | callable(path, image, frame)
-
-
-def _as_rgb(image: np.ndarray, what: str = "image") -> np.ndarray:
-    """Check an RGB uint8 image HxWx3 (HxW grey is expanded); raise DataError otherwise.
-
-    An array's channel order cannot be seen from its values: posekit reads files as RGB (`posekit.data.images`);
-    an OpenCV `cv2.imread` array is BGR and must be converted (`image[:, :, ::-1]`) by the caller.
-    """
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise DataError(f"{what}: expected an HxWx3 uint8 RGB array, got shape {image.shape} dtype {image.dtype}")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise DataError(f"{what}: empty image of shape {image.shape}")
-    return image
-
-
-def _split_boxes(boxes: np.ndarray | Sequence | None, scores: np.ndarray | Sequence | None, image: np.ndarray,
-                 what: str) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes xywh [M,4] (or [M,5] with scores) and scores [M]; None = the whole image with score 1."""
-    if boxes is None:
-        h, w = image.shape[:2]
-        return np.array([[0.0, 0.0, w, h]]), np.ones(1)
-    try:
-        b = np.asarray(boxes, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise DataError(f"{what}: boxes must be numbers xywh [M,4] or [M,5] with scores") from None
-    if b.size == 0:
-        return np.zeros((0, 4)), np.zeros(0)
-    if b.ndim == 1:
-        b = b[None]
-    if b.ndim != 2 or b.shape[1] not in (4, 5):
-        raise DataError(f"{what}: boxes must be xywh [M,4] or [M,5] with scores, got shape {b.shape}")
-    if scores is None:
-        s = b[:, 4].copy() if b.shape[1] == 5 else np.ones(len(b))
-    else:
-        s = np.asarray(scores, dtype=np.float64).reshape(-1)
-        if len(s) != len(b):
-            raise DataError(f"{what}: {len(s)} box scores for {len(b)} boxes")
-    b = b[:, :4]
-    bad = np.flatnonzero(~np.isfinite(b).all(axis=1) | (b[:, 2] <= 0) | (b[:, 3] <= 0))
-    if bad.size:
-        raise DataError(f"{what}: box {int(bad[0])} = {b[bad[0]].tolist()} is not a finite xywh box with w, h > 0")
-    if not np.isfinite(s).all():
-        raise DataError(f"{what}: box scores must be finite numbers")
-    h, w = image.shape[:2]
-    outside = np.flatnonzero((b[:, 0] >= w) | (b[:, 1] >= h) | (b[:, 0] + b[:, 2] <= 0) | (b[:, 1] + b[:, 3] <= 0))
-    if outside.size:
-        raise DataError(f"{what}: box {int(outside[0])} = {b[outside[0]].tolist()} lies entirely outside the "
-                        f"{w}x{h} image (detections of another image?)")
-    return b, s
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -165,198 +122,129 @@ def resolve_spec(name_or_checkpoint: Any = None, weights: str | Path | None = No
     return asked, weights, asked_from
 
 
+def task_of(spec: Any) -> Any:
+    """The task (posekit.engine.tasks) of a model spec: how its network is loaded and how it runs."""
+    from posekit.engine.tasks import get_task
+
+    return get_task(spec.task)
+
+
 def build_model(spec: Any) -> torch.nn.Module:
-    """A fresh network for a spec: the zoo builder, or (non-zoo) the engine's config builder."""
-    from posekit.modelspec import build_network
-
-    if spec.zoo:
-        return build_network(spec)
-    if not spec.config_yaml:
-        raise CheckpointError(f"model {spec.name!r} is not a zoo model and its spec carries no config to rebuild it")
-    from posekit.config import config_from_yaml
-    from posekit.engine.tasks import task_for  # non-zoo networks are defined by a training config and its task
-
-    cfg = config_from_yaml(spec.config_yaml, source=f"spec of {spec.name}")
-    return task_for(cfg).build(cfg).model
+    """A fresh network for a spec: the zoo builder, or (non-zoo) its task's builder over the config it carries."""
+    return task_of(spec).load(spec, None)[0]
 
 
 def load_network(name_or_checkpoint: Any = None, weights: str | Path | None = None,
                  spec: Any = None) -> tuple[Any, torch.nn.Module, Any, str]:
     """(spec, eval-mode network with the weights loaded, load report or None, where the spec came from)."""
     spec, weights, source = resolve_spec(name_or_checkpoint, weights, spec)
-    model = build_model(spec)
-    report = None
-    if weights is not None:
-        from posekit.models.weights import load_checkpoint
-
-        report = load_checkpoint(model, weights, strict=True)
-    return spec, model.eval(), report, source
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# task paths
-
-TaskPath = Callable[["PoseEstimator", Sequence[np.ndarray], Sequence | None, Sequence | None], list[list[Pose]]]
-_TASK_PATHS: dict[str, tuple[TaskPath, bool]] = {}
-
-
-def register_task_path(task: str, fn: TaskPath, needs_boxes: bool = True) -> None:
-    """Register the inference path of a task: fn(estimator, images, boxes, scores) -> poses per image."""
-    _TASK_PATHS[task] = (fn, needs_boxes)
-
-
-def _topdown(est: PoseEstimator, images: Sequence[np.ndarray], boxes: Sequence | None,
-             scores: Sequence | None) -> list[list[Pose]]:
-    """The top-down path: crops of every box of every image in one stream of batches."""
-    all_crops, all_c, all_s, all_b, all_bs, owner = [], [], [], [], [], []
-    for i, image in enumerate(images):
-        what = f"image {i}"
-        image = _as_rgb(image, what)
-        b, bs = _split_boxes(None if boxes is None else boxes[i], None if scores is None else scores[i], image, what)
-        crops, centers, sizes = est.crop(image, b)
-        all_crops.append(crops)
-        all_c.append(centers)
-        all_s.append(sizes)
-        all_b.append(b)
-        all_bs.append(bs)
-        owner += [i] * len(b)
-    results: list[list[Pose]] = [[] for _ in images]
-    if not owner:
-        return results
-    kp, sc = est.predict_crops(np.concatenate(all_crops))
-    img_kp = geometry.transform_preds(kp, np.concatenate(all_c), np.concatenate(all_s), est.input_size,
-                                      kind=est.codec.affine)
-    box_arr, box_scores = np.concatenate(all_b), np.concatenate(all_bs)
-    keypoints = np.concatenate([img_kp, sc[..., None]], axis=2).astype(np.float32)
-    scores = official_rescore(keypoints, box_scores, RESCORE_THRESHOLD)
-    for j, i in enumerate(owner):
-        results[i].append(Pose(keypoints=keypoints[j], box=box_arr[j].astype(np.float32), score=float(scores[j]),
-                               box_score=float(box_scores[j])))
-    return results
-
-
-def _bottomup(est: PoseEstimator, images: Sequence[np.ndarray], boxes: Sequence | None,
-              scores: Sequence | None) -> list[list[Pose]]:
-    """Associative Embedding: every person of each whole image (boxes are not used), posekit.bottomup."""
-    from posekit.runtime.bottomup import estimate_bottomup
-
-    fidx = est.skeleton.flip_index if est.flip_test else None
-    return [estimate_bottomup(est.model, est.codec, _as_rgb(image, f"image {i}"), flip_index=fidx,
-                              flip=est.flip_test, device=est.device) for i, image in enumerate(images)]
-
-
-def _body3d(est: PoseEstimator, images: Sequence[np.ndarray], boxes: Sequence | None,
-            scores: Sequence | None) -> list[list[Pose]]:
-    """3DMPPE: per box, image joints as keypoints (score 1) and camera-space joints (mm) in Pose.extra.
-
-    Camera: focal length and principal point from `est.camera` (f, c) when set, else the synthetic-data default
-    focal length and the image centre; root depth from the box size (RootNet-style prior), see body3d_task.
-    """
-    from posekit.runtime.body3d import predict_poses_3d
-
-    f, c = est.camera if est.camera is not None else (None, None)
-    out: list[list[Pose]] = []
-    for i, image in enumerate(images):
-        image = _as_rgb(image, f"image {i}")
-        b, bs = _split_boxes(None if boxes is None else boxes[i], None if scores is None else scores[i], image,
-                             f"image {i}")
-        pairs = est.skeleton.flip_pairs if est.flip_test else None
-        poses3d = predict_poses_3d(est.model, image, b, est.codec, flip_pairs=pairs, f=f, c=c, device=est.device)
-        score_of = {tuple(np.round(box, 6)): float(s) for box, s in zip(b, bs)}
-        people = []
-        for p3 in poses3d:
-            kp = np.concatenate([p3.joints_img, np.ones((len(p3.joints_img), 1), np.float32)], axis=1)
-            s = score_of.get(tuple(np.round(np.asarray(p3.box, np.float64), 6)), 1.0)
-            people.append(Pose(keypoints=kp.astype(np.float32), box=np.asarray(p3.box, np.float32), score=s,
-                               box_score=s, extra={"joints_cam": p3.joints_cam, "root_depth": p3.root_depth,
-                                                   "root_from": p3.root_from}))
-        out.append(people)
-    return out
-
-
-register_task_path("topdown", _topdown, needs_boxes=True)
-register_task_path("prtr", _topdown, needs_boxes=True)  # PRTR: the same crops; its codec stacks the flip passes
-register_task_path("bottomup", _bottomup, needs_boxes=False)
-register_task_path("body3d", _body3d, needs_boxes=True)
+    model, _, report = task_of(spec).load(spec, weights)
+    return spec, model, report, source
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # estimator
 
 
+@dataclass
+class EstimatorOptions:
+    """How a PoseEstimator runs (every field is also a keyword argument of PoseEstimator).
+
+    `batch_size` person crops go through the network at once (twice that with flip_test); `images_per_batch`
+    images (or video frames) share network batches; `camera` = ((fx, fy), (cx, cy)) in px for 3-D models (default:
+    the synthetic focal length, image centre); `calibration` (backend "onnxruntime-int8" only): what
+    `PoseEstimator.calibrate` takes (uint8 crops, normalised crops, image paths / folders); None calibrates on the
+    first network batch the estimator runs, its first `calibration_size` network inputs (crops and mirrors).
+    """
+
+    device: str | torch.device = "cpu"
+    flip_test: bool = True
+    batch_size: int = 32
+    padding: float = 1.25
+    backend: str = "auto"
+    cache_dir: str | Path | None = None
+    images_per_batch: int = 8
+    camera: tuple[Sequence[float], Sequence[float]] | None = None
+    calibration: Any = None
+    calibration_size: int = 64
+
+    def __post_init__(self) -> None:
+        if int(self.batch_size) < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+def _options(options: EstimatorOptions | None, settings: dict[str, Any]) -> EstimatorOptions:
+    """`options` with the keyword settings applied (an unknown keyword is a TypeError, as for any function)."""
+    unknown = sorted(set(settings) - {f.name for f in fields(EstimatorOptions)})
+    if unknown:
+        raise TypeError(f"PoseEstimator got unexpected keyword argument(s) {', '.join(unknown)}")
+    return replace(options or EstimatorOptions(), **settings)
+
+
 class PoseEstimator:
     """A network + its codec and skeleton, mapping RGB images (and person boxes) to `Pose`s."""
 
-    def __init__(self, name_or_checkpoint: Any = None, weights: str | Path | None = None,
-                 device: str | torch.device = "cpu", flip_test: bool = True, codec: Any = None, batch_size: int = 32,
-                 padding: float = 1.25, model: torch.nn.Module | None = None, backend: str = "auto",
-                 spec: Any = None, cache_dir: str | Path | None = None, images_per_batch: int = 8,
-                 camera: tuple[Sequence[float], Sequence[float]] | None = None, calibration: Any = None,
-                 calibration_size: int = 64) -> None:
+    def __init__(self, name_or_checkpoint: Any = None, weights: str | Path | None = None, *, spec: Any = None,
+                 model: torch.nn.Module | None = None, codec: Any = None, options: EstimatorOptions | None = None,
+                 **settings: Any) -> None:
         """Resolve the model spec (weights file > zoo name / spec), build and load the network, pick the backend.
 
         `model` replaces the built network (tests, custom networks); `codec` (a name or an object) replaces the
-        spec's codec; `batch_size` person crops go through the network at once (twice that with flip_test);
-        `camera` = ((fx, fy), (cx, cy)) in px for 3-D models (default: the synthetic focal length, image centre).
-        `calibration` (backend "onnxruntime-int8" only): what `calibrate` takes (uint8 crops, normalised crops,
-        image paths / folders); None calibrates on the first network batch this estimator runs, its first
-        `calibration_size` network inputs (crops and their mirrors).
+        spec's codec; `options` or keyword `settings` (EstimatorOptions fields, e.g. device="cuda") say how it runs.
         """
-        from posekit import codecs
-        from posekit.modelspec import build_codec
-        from posekit.runtime.backends import create
-
-        if int(batch_size) < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        opts = _options(options, settings)
         self.spec, self.weights, self.spec_source = resolve_spec(name_or_checkpoint, weights, spec)
         self.name = self.spec.name
         self.task = self.spec.task
-        if self.task not in _TASK_PATHS:
-            raise ConfigError(f"{self.name}: task {self.task!r} has no inference path yet (known: "
-                              f"{', '.join(sorted(_TASK_PATHS))}); register one with register_task_path")
-        self._path, self.needs_boxes = _TASK_PATHS[self.task]
+        self._task = task_of(self.spec)
+        self.needs_boxes = self._task.needs_boxes
+        self.draw_threshold = self._task.draw_threshold
         self.input_size = tuple(int(v) for v in self.spec.input_size)
         self.heatmap_size = tuple(int(v) for v in self.spec.heatmap_size)
         self.skeleton: Skeleton = skeletons.get(self.spec.skeleton)
         self.color_rgb = bool(self.spec.color_rgb)
-        if codec is None:
-            self.codec = build_codec(self.spec)
-        elif isinstance(codec, str):
-            self.codec = codecs.build(codec, input_size=self.input_size, heatmap_size=self.heatmap_size,
-                                      num_keypoints=self.skeleton.num_keypoints)
-        else:
-            self.codec = codec
-        self.device = torch.device(device)
-        self.camera = camera
+        self.device = torch.device(opts.device)
+        self.camera = opts.camera
+        self.flip_test = opts.flip_test
+        self.batch_size = int(opts.batch_size)
+        self.images_per_batch = max(int(opts.images_per_batch), 1)
+        self.padding = float(opts.padding)
+        self.calibration_size = max(int(opts.calibration_size), 1)
+        self._load(model, codec)
+        self._pick_backend(opts)
+        if opts.calibration is not None:
+            self.calibrate(opts.calibration)
+
+    def _load(self, model: torch.nn.Module | None, codec: Any) -> None:
+        """The network (built and loaded by the task unless given) and the codec (given, loaded or the spec's)."""
+        from posekit import codecs
+        from posekit.modelspec import build_codec
+
         self.load_report = None
-        if self.task == "body3d" and model is None and self.weights is not None:
-            from posekit.engine.tasks.body3d import load_body3d  # rebuilt from the config inside the weights
+        loaded_codec = None
+        if model is None:
+            model, loaded_codec, self.load_report = self._task.load(self.spec, self.weights)
+        self.model = model.to(self.device).eval()
+        if isinstance(codec, str):
+            codec = codecs.build(codec, input_size=self.input_size, heatmap_size=self.heatmap_size,
+                                 num_keypoints=self.skeleton.num_keypoints)
+        self.codec = codec if codec is not None else loaded_codec if loaded_codec is not None else build_codec(
+            self.spec)
 
-            built = load_body3d(self.weights)
-            self.model, self.codec = built.model, built.codec
-        else:
-            self.model = model if model is not None else build_model(self.spec)
-            if self.weights is not None and model is None:
-                from posekit.models.weights import load_checkpoint
+    def _pick_backend(self, opts: EstimatorOptions) -> None:
+        """The backend that runs the network (tasks that are not ONNX-capable run on torch only)."""
+        from posekit.runtime.backends import create
 
-                self.load_report = load_checkpoint(self.model, self.weights, strict=True)
-        self.model.to(self.device).eval()
-        if self.task not in ("topdown", "prtr"):  # whole-image / 3-D paths call the network directly
+        backend = opts.backend
+        if not self._task.onnx:  # whole-image / 3-D paths call the network directly
             if backend not in ("auto", "torch"):
                 raise ConfigError(f"backend {backend!r}: the {self.task} path runs on the torch backend only")
             backend = "torch"
-        if calibration is not None and backend != INT8:
+        if opts.calibration is not None and backend != INT8:
             raise ConfigError(f"calibration data is for the {INT8!r} backend, not {backend!r}")
         self.backend = create(backend, self.model, self.input_size, name=self.name, weights=self.weights,
-                              device=self.device, cache_dir=cache_dir, export=self.weights is not None,
-                              calibration_size=calibration_size)
-        self.flip_test = flip_test
-        self.batch_size = int(batch_size)
-        self.images_per_batch = max(int(images_per_batch), 1)
-        self.padding = float(padding)
-        self.calibration_size = max(int(calibration_size), 1)
-        if calibration is not None:
-            self.calibrate(calibration)
+                              device=self.device, cache_dir=opts.cache_dir, export=self.weights is not None,
+                              calibration_size=self.calibration_size)
 
     # --- steps -------------------------------------------------------------------------------------------------
     def crop(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -411,8 +299,8 @@ class PoseEstimator:
             if path.suffix.lower() in VIDEO_EXTS:
                 continue
             image = read_image(path)
-            found = _boxes_for(boxes, path, image, None)
-            b, _ = _split_boxes(*(found if isinstance(found, tuple) else (found, None)), image, str(path))
+            found = boxes_for(boxes, path, image, None)
+            b, _ = split_boxes(*(found if isinstance(found, tuple) else (found, None)), image, str(path))
             out.append(self.crop(image, b)[0])
             if sum(len(c) for c in out) >= limit:
                 break
@@ -447,7 +335,7 @@ class PoseEstimator:
             raise DataError(f"estimate_batch: {len(boxes)} box lists for {len(images)} images")
         if scores is not None and len(scores) != len(images):
             raise DataError(f"estimate_batch: {len(scores)} score lists for {len(images)} images")
-        return self._path(self, images, boxes, scores)
+        return self._task.infer(self, images, boxes, scores)
 
     def images(self, inputs: str | Path | Iterable[str | Path], boxes: BoxesArg = None, on_error: str = "skip",
                frames: bool = True) -> Iterator[Result]:
@@ -479,7 +367,7 @@ class PoseEstimator:
             pending.clear()
 
         def full() -> bool:
-            n = sum(_count_boxes(p[2][0] if isinstance(p[2], tuple) else p[2]) for p in pending)
+            n = sum(count_boxes(p[2][0] if isinstance(p[2], tuple) else p[2]) for p in pending)
             return len(pending) >= self.images_per_batch or n >= self.batch_size
 
         for path in files:
@@ -489,7 +377,7 @@ class PoseEstimator:
                     continue
                 try:
                     for f, rgb in enumerate(read_video(path)):
-                        pending.append((path, rgb, _boxes_for(boxes, path, rgb, f), f))
+                        pending.append((path, rgb, boxes_for(boxes, path, rgb, f), f))
                         if full():
                             yield from flush()
                 except DataError as e:
@@ -513,8 +401,8 @@ class PoseEstimator:
                 counter[0] += 1
                 continue
             try:
-                found = _boxes_for(boxes, path, rgb, None)
-                _split_boxes(*(found if isinstance(found, tuple) else (found, None)), rgb, str(path))
+                found = boxes_for(boxes, path, rgb, None)
+                split_boxes(*(found if isinstance(found, tuple) else (found, None)), rgb, str(path))
             except DataError as e:  # bad boxes for this image: the same policy as an unreadable image
                 if on_error == "stop":
                     yield from flush()
@@ -529,111 +417,8 @@ class PoseEstimator:
         yield from flush()
 
 
-def _count_boxes(boxes: Any) -> int:
-    """Number of boxes in an images() boxes value (None: the whole image, one box)."""
-    if boxes is None:
-        return 1
-    b = np.asarray(boxes)
-    return 0 if b.size == 0 else (1 if b.ndim == 1 else int(b.shape[0]))
-
-
-def _boxes_for(boxes: BoxesArg, path: Path, image: np.ndarray, frame: int | None) -> Any:
-    """The boxes argument of `images()` resolved for one image / frame."""
-    if boxes is None:
-        return None
-    if callable(boxes):
-        return boxes(path, image, frame)
-    if isinstance(boxes, Mapping):
-        keys: list[Any] = [str(path), path.name, path.stem]
-        if re.fullmatch(r"\d+", path.stem):
-            keys.append(int(path.stem))
-        for k in keys:
-            if k in boxes:
-                return boxes[k]
-        return None if frame is not None else np.zeros((0, 4))  # videos without an entry: the whole frame
-    return boxes
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # inputs, detections, results
-
-
-def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
-    """Images and videos named, or found (sorted, not recursively) in the given folders, in order."""
-    out = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            out += [f for f in sorted(p.iterdir()) if f.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS and f.is_file()]
-        elif p.is_file():
-            if p.suffix.lower() not in IMAGE_EXTS | VIDEO_EXTS:
-                raise DataError(f"{p}: not an image ({', '.join(sorted(IMAGE_EXTS))}) "
-                                f"or a video ({', '.join(sorted(VIDEO_EXTS))})")
-            out.append(p)
-        else:
-            raise DataError(f"{p}: no such file or folder")
-    return out
-
-
-def read_video(path: str | Path) -> Iterator[np.ndarray]:
-    """RGB frames of a video; DataError when it cannot be opened or has no decodable frame."""
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise DataError(f"{path}: OpenCV cannot open this video")
-    n = 0
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            n += 1
-            yield np.ascontiguousarray(frame[:, :, ::-1])
-    finally:
-        cap.release()
-    if n == 0:
-        raise DataError(f"{path}: no frame could be decoded")
-
-
-def video_info(path: str | Path) -> tuple[float, int]:
-    """(fps, frame count) of a video (25 fps and 0 frames when the container does not say)."""
-    cap = cv2.VideoCapture(str(path))
-    try:
-        return float(cap.get(cv2.CAP_PROP_FPS) or 25.0), max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
-    finally:
-        cap.release()
-
-
-def read_detections(path: str | Path, min_score: float = 0.0, category_id: int = 1) -> dict[int, np.ndarray]:
-    """COCO detection results -> {image_id: [M,5] xywh + score} of one category with score >= min_score.
-
-    Entries with w or h <= 0 are dropped (as the official loader); non-numeric or non-finite values are errors.
-    """
-    try:
-        dets = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read a JSON list of detections ({e})") from None
-    if not isinstance(dets, list):
-        raise DataError(f"{path}: expected a JSON list of {{image_id, bbox, score}}, got {type(dets).__name__}")
-    out: dict[int, list] = defaultdict(list)
-    for i, d in enumerate(dets):
-        if not isinstance(d, dict) or "image_id" not in d or not isinstance(d.get("bbox"), list) \
-                or len(d["bbox"]) != 4:
-            raise DataError(f"{path}: entry {i} lacks image_id or a 4-number bbox")
-        if d.get("category_id", category_id) != category_id:
-            continue
-        try:
-            score = float(d.get("score", 1.0))
-            x, y, w, h = (float(v) for v in d["bbox"])
-            image_id = int(d["image_id"])
-        except (TypeError, ValueError):
-            raise DataError(f"{path}: entry {i}: image_id, bbox and score must be numbers, got image_id="
-                            f"{d['image_id']!r} bbox={d['bbox']!r} score={d.get('score')!r}") from None
-        if not all(math.isfinite(v) for v in (score, x, y, w, h)):
-            raise DataError(f"{path}: entry {i}: bbox {d['bbox']} / score {d.get('score')} must be finite")
-        if score < min_score or w <= 0 or h <= 0:
-            continue
-        out[image_id].append([x, y, w, h, score])
-    return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
 
 
 class ResultsWriter:
@@ -722,3 +507,201 @@ def process_video(path: str | Path, estimator: PoseEstimator, boxes_fn: BoxesFn 
         if writer is not None:
             writer.release()
     return frames
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# a folder of results (`posekit infer`)
+
+
+def stem_id(path: Path) -> int | None:
+    """The COCO-style image id of a file name made of digits (000000000785.jpg -> 785), else None."""
+    return int(path.stem) if re.fullmatch(r"\d+", path.stem) else None
+
+
+def digits_id(path: Path) -> int | None:
+    """The last run of digits in a file name (COCO_val2014_000000000785.jpg -> 785), else None."""
+    runs = re.findall(r"\d+", path.stem)
+    return int(runs[-1]) if runs else None
+
+
+def load_image_ids(path: str | Path) -> dict[str, int]:
+    """COCO annotation JSON -> {file name: image id} (also keyed by the stem)."""
+    try:
+        data = json.loads(Path(path).read_text())
+        ids = {}
+        for im in data["images"]:
+            name = Path(im["file_name"])
+            ids[name.name] = int(im["id"])
+            ids[name.stem] = int(im["id"])
+        return ids
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise DataError(f"--gt-images {path}: expected a COCO JSON with images[{{id, file_name}}] ({e})") from None
+
+
+def unique_path(folder: Path, stem: str, suffix: str, used: set[str]) -> Path:
+    """folder/stem+suffix, with _1, _2... appended when that name was already written in this run."""
+    name, n = f"{stem}{suffix}", 0
+    while name in used:
+        n += 1
+        name = f"{stem}_{n}{suffix}"
+    used.add(name)
+    return folder / name
+
+
+@dataclass
+class InferJob:
+    """What `posekit infer` asks of an estimator: inputs, an output folder, where person boxes come from, drawing."""
+
+    inputs: Sequence[str | Path]  # images, folders (their images and videos) and videos
+    out: str | Path  # keypoints.json (COCO results) and the drawn images / videos go here
+    boxes: np.ndarray | None = None  # [M,4] xywh for every input; None: the whole image
+    detections: dict[int, np.ndarray] | None = None  # read_detections(): image id -> [M,5] (images only)
+    image_ids: dict[str, int] = field(default_factory=dict)  # file name / stem -> COCO image id (load_image_ids)
+    people: PoseEstimator | None = None  # a bottom-up estimator whose people serve as the person boxes
+    calibration: Sequence[str | Path] | None = None  # onnxruntime-int8: images / folders to calibrate on
+    on_error: str = "skip"  # an unreadable input: "skip" (reported) or "stop"
+    draw: bool = True
+    threshold: float = 0.3  # keypoints drawn above this score
+    person_threshold: float | None = None  # people drawn from this score (None: the task's draw_threshold)
+    show_scores: bool = False
+
+
+@dataclass
+class InferReport:
+    """What an InferJob did (filled as it goes, so a caller sees the counts after an interruption too)."""
+
+    json_path: Path
+    images: int = 0
+    videos: int = 0
+    frames: int = 0
+    poses: int = 0
+    drawn: int = 0
+    without_detections: int = 0
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class _Folder:
+    """The outputs of an InferJob: COCO image ids, keypoints.json entries, drawn images and videos."""
+
+    def __init__(self, est: PoseEstimator, job: InferJob, files: Sequence[Path], report: InferReport) -> None:
+        self.est, self.job, self.report = est, job, report
+        self.out = Path(job.out)
+        self.min_person = est.draw_threshold if job.person_threshold is None else job.person_threshold
+        self.ids = {p: self.image_id(p) for p in files if p.suffix.lower() not in VIDEO_EXTS}  # fixed up front
+        self.next_index = 0
+        self.used: set[str] = set()
+        self.writers: dict[Path, Any] = {}
+        self.video_base: dict[Path, int] = {}
+        self.people = None
+        if job.people is not None:
+            from posekit.runtime.bottomup import people_boxes_fn
+
+            self.people = people_boxes_fn(job.people)
+
+    def image_id(self, path: Path) -> int | None:
+        """--gt-images' id of a file, else the number in its name (the last one when matching detections)."""
+        found = self.job.image_ids.get(path.name, self.job.image_ids.get(path.stem))
+        if found is not None:
+            return found
+        return digits_id(path) if self.job.detections is not None else stem_id(path)
+
+    def boxes(self, path: Path, image: np.ndarray, frame: int | None) -> Any:
+        """The person boxes of an image or frame: the people estimator's, the detections', or the fixed ones."""
+        if self.people is not None:
+            return self.people(path, image, frame)
+        if frame is not None or self.job.detections is None:
+            return self.job.boxes
+        found = self.job.detections.get(self.ids[path])
+        if found is None:
+            self.report.without_detections += 1
+            return np.zeros((0, 5))
+        return found
+
+    def calibration_boxes(self, path: Path, image: np.ndarray, frame: int | None) -> Any:
+        """Boxes of calibration images: as for inputs where they are inputs too, else the whole image."""
+        if self.people is not None or self.job.detections is None:
+            return self.boxes(path, image, frame)
+        return self.job.detections.get(self.ids[path], np.zeros((0, 5))) if path in self.ids else None
+
+    def drawing(self, r: Result) -> np.ndarray:
+        shown = [p for p in r.poses if p.score >= self.min_person]
+        return draw_poses(r.image, shown, self.est.skeleton, threshold=self.job.threshold,
+                          show_scores=self.job.show_scores)
+
+    def image(self, r: Result, results: ResultsWriter) -> None:
+        """An image's entries and drawings (3-D poses also get their camera-space skeletons)."""
+        from posekit.vis import write_png
+
+        image_id = self.ids[r.path] if self.ids[r.path] is not None else self.next_index
+        self.next_index += 1
+        self.report.images += 1
+        results.write(r.coco(image_id))
+        if not self.job.draw:
+            return
+        write_png(unique_path(self.out, r.path.stem, ".png", self.used), self.drawing(r))
+        self.report.drawn += 1
+        if r.poses and all("joints_cam" in p.extra for p in r.poses):  # 3-D skeletons beside the 2-D overlay
+            from posekit.vis.skeleton3d import write_skeleton_3d
+
+            write_skeleton_3d(unique_path(self.out, f"{r.path.stem}_3d", ".png", self.used),
+                              [p.extra["joints_cam"] for p in r.poses], self.est.skeleton,
+                              title=f"{r.path.name}: camera space (mm)")
+
+    def frame(self, r: Result, results: ResultsWriter) -> None:
+        """A video frame's entries (ids continue the running index) and its drawn frame."""
+        if r.path not in self.video_base:
+            self.video_base[r.path] = self.next_index
+            if self.job.draw:
+                suffix = r.path.suffix.lower() if r.path.suffix.lower() in (".avi", ".mp4") else ".mp4"
+                target = unique_path(self.out, f"{r.path.stem}_pose", suffix, self.used)
+                self.writers[r.path] = video_writer(target, video_info(r.path)[0], (r.image.shape[1], r.image.shape[0]))
+                self.report.drawn += 1
+        self.next_index += 1
+        self.report.frames += 1
+        results.write(r.coco(self.video_base[r.path] + r.frame))
+        if r.path in self.writers:
+            self.writers[r.path].write(np.ascontiguousarray(self.drawing(r)[:, :, ::-1]))
+
+    def close(self) -> None:
+        for w in self.writers.values():
+            w.release()
+
+
+def infer_to_folder(est: PoseEstimator, job: InferJob, progress: Callable[[], None] | None = None,
+                    report: InferReport | None = None) -> InferReport:
+    """`posekit infer`: the poses of job.inputs streamed to <out>/keypoints.json (COCO results: a valid JSON list of
+    what was done even after Ctrl-C or a stop on a bad input) with drawn images and videos.
+
+    Image ids: --gt-images' (`job.image_ids`), else the number in the file name, else a running index; video frames
+    get running indices. `progress()` is called once per image done (or skipped); `report` is filled as it goes.
+    """
+    files = collect_inputs(list(job.inputs))
+    if not files:
+        raise DataError(f"no images or videos found in {' '.join(str(i) for i in job.inputs)}")
+    out = Path(job.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = report if report is not None else InferReport(out / "keypoints.json")
+    report.videos = sum(f.suffix.lower() in VIDEO_EXTS for f in files)
+    folder = _Folder(est, job, files, report)
+    if job.calibration:
+        est.calibrate(job.calibration, boxes=folder.calibration_boxes)
+    t0 = time.perf_counter()
+    try:
+        with ResultsWriter(report.json_path) as results:
+            for r in est.images(files, boxes=folder.boxes, on_error=job.on_error):
+                if r.error is not None:
+                    report.skipped.append(r.error)
+                elif r.frame is None:
+                    folder.image(r, results)
+                else:
+                    folder.frame(r, results)
+                report.poses += len(r.poses)
+                if progress is not None and r.frame is None:
+                    progress()
+    except PosekitError as e:
+        raise type(e)(f"{e} ({report.poses} poses done before it are in {report.json_path})") from None
+    finally:
+        folder.close()
+        report.seconds = time.perf_counter() - t0
+    return report

@@ -46,6 +46,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def model_spec_of(args: argparse.Namespace, random_use: str) -> object | None:
+    """The model spec of --config (None when --model / --weights name the model), after the checks every verb that
+    loads a network makes: --weights or --random-weights (`random_use` says what the latter does), --model or
+    --config, and which network to build without weights."""
+    from posekit.errors import ConfigError
+
+    if args.weights is None and not args.random_weights:
+        raise ConfigError(f"--weights is required (a checkpoint of --model); pass --random-weights to {random_use}")
+    if args.model and args.config:
+        raise ConfigError("give --model or --config, not both (the config names its model)")
+    spec = None
+    if args.config:
+        from posekit.config import load_config
+        from posekit.engine.build import model_spec
+
+        spec = model_spec(load_config(args.config))
+    if spec is None and not args.model and args.weights is None:
+        raise ConfigError("--random-weights needs --model or --config (which network to build)")
+    return spec
+
+
 def _check_device(device: str | None) -> None:
     """A --device this torch build cannot use is an error before any work starts."""
     if not device:

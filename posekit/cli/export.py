@@ -13,8 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-from posekit.errors import ConfigError
-
 HELP = "export a zoo model with its weights to ONNX and print the max abs difference to PyTorch (onnxruntime)"
 
 
@@ -35,22 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from posekit.cli import model_spec_of
     from posekit.export import add_metadata, export_onnx, onnx_opset
     from posekit.inference import load_network
 
-    if args.weights is None and not args.random_weights:
-        raise ConfigError("--weights is required (a checkpoint of --model); pass --random-weights to export a "
-                          "randomly initialised network on purpose")
-    if args.model and args.config:
-        raise ConfigError("give --model or --config, not both (the config names its model)")
-    spec = None
-    if args.config:
-        from posekit.config import load_config
-        from posekit.engine.build import model_spec
-
-        spec = model_spec(load_config(args.config))
-    if spec is None and not args.model and args.weights is None:
-        raise ConfigError("--random-weights needs --model or --config (which network to build)")
+    spec = model_spec_of(args, "export a randomly initialised network on purpose")
     spec, model, _, source = load_network(args.model, args.weights, spec)
     t0 = time.perf_counter()
     diff = export_onnx(model, spec.input_size, args.out, dynamic_batch=args.dynamic_batch, opset=args.opset)

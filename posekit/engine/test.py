@@ -58,7 +58,7 @@ def evaluate(cfg: Config, weights: str | os.PathLike | None, boxes: str | None =
     if backend not in KINDS:
         raise ConfigError(f"backend {backend!r}: expected one of {', '.join(KINDS)}")
     task = task_for(cfg)
-    if backend != "torch" and task.name not in ("topdown", "prtr"):
+    if backend != "torch" and not task.onnx:
         raise ConfigError(f"backend {backend!r}: the {task.name} task is evaluated on the torch backend only")
     built = task.build(cfg)
     weights = weights or cfg.TEST.MODEL_FILE

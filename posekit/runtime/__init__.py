@@ -1,17 +1,19 @@
-"""Inference core below both the engine and posekit.inference: `Pose` / `Result` and the official rescoring.
+"""Inference core below both the engine and posekit.inference: `Pose` / `Result`, the official rescoring and the
+checks of what an inference path is given (`as_rgb`, `split_boxes`).
 
 One module per system's inference path (topdown, bottomup, body3d) and the backends (backends.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from posekit.errors import DataError
 from posekit.evaluation.results import IN_VIS_THRE
 from posekit.evaluation.results import rescore as official_rescore
 
@@ -73,3 +75,55 @@ def rescore(keypoint_scores: np.ndarray, box_score: float, threshold: float = RE
     kpts = np.zeros((1, s.shape[-1], 3), dtype=s.dtype if np.issubdtype(s.dtype, np.floating) else np.float64)
     kpts[0, :, 2] = s
     return float(official_rescore(kpts, np.asarray([box_score]), threshold)[0])
+
+
+def as_rgb(image: np.ndarray, what: str = "image") -> np.ndarray:
+    """Check an RGB uint8 image HxWx3 (HxW grey is expanded); raise DataError otherwise.
+
+    An array's channel order cannot be seen from its values: posekit reads files as RGB (`posekit.data.images`);
+    an OpenCV `cv2.imread` array is BGR and must be converted (`image[:, :, ::-1]`) by the caller.
+    """
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise DataError(f"{what}: expected an HxWx3 uint8 RGB array, got shape {image.shape} dtype {image.dtype}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise DataError(f"{what}: empty image of shape {image.shape}")
+    return image
+
+
+def split_boxes(boxes: np.ndarray | Sequence | None, scores: np.ndarray | Sequence | None, image: np.ndarray,
+                 what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes xywh [M,4] (or [M,5] with scores) and scores [M]; None = the whole image with score 1."""
+    if boxes is None:
+        h, w = image.shape[:2]
+        return np.array([[0.0, 0.0, w, h]]), np.ones(1)
+    try:
+        b = np.asarray(boxes, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{what}: boxes must be numbers xywh [M,4] or [M,5] with scores") from None
+    if b.size == 0:
+        return np.zeros((0, 4)), np.zeros(0)
+    if b.ndim == 1:
+        b = b[None]
+    if b.ndim != 2 or b.shape[1] not in (4, 5):
+        raise DataError(f"{what}: boxes must be xywh [M,4] or [M,5] with scores, got shape {b.shape}")
+    if scores is None:
+        s = b[:, 4].copy() if b.shape[1] == 5 else np.ones(len(b))
+    else:
+        s = np.asarray(scores, dtype=np.float64).reshape(-1)
+        if len(s) != len(b):
+            raise DataError(f"{what}: {len(s)} box scores for {len(b)} boxes")
+    b = b[:, :4]
+    bad = np.flatnonzero(~np.isfinite(b).all(axis=1) | (b[:, 2] <= 0) | (b[:, 3] <= 0))
+    if bad.size:
+        raise DataError(f"{what}: box {int(bad[0])} = {b[bad[0]].tolist()} is not a finite xywh box with w, h > 0")
+    if not np.isfinite(s).all():
+        raise DataError(f"{what}: box scores must be finite numbers")
+    h, w = image.shape[:2]
+    outside = np.flatnonzero((b[:, 0] >= w) | (b[:, 1] >= h) | (b[:, 0] + b[:, 2] <= 0) | (b[:, 1] + b[:, 3] <= 0))
+    if outside.size:
+        raise DataError(f"{what}: box {int(outside[0])} = {b[outside[0]].tolist()} lies entirely outside the "
+                        f"{w}x{h} image (detections of another image?)")
+    return b, s

@@ -14,6 +14,7 @@ from torch import nn
 from posekit.codecs.body3d import BBOX_3D_DEPTH, Body3DCoder
 from posekit.data.body3d import flip_test_merge, normalize_input, output_to_camera, patch_transform, process_bbox
 from posekit.errors import DataError
+from posekit.runtime import Pose, as_rgb, split_boxes
 
 DEMO_FOCAL = 1500.0  # px: the 3DMPPE demo's focal length for in-the-wild images
 
@@ -93,3 +94,31 @@ def predict_poses_3d(model: nn.Module, image_rgb: np.ndarray, boxes: Sequence[Se
     return [Pose3D(joints_cam=cam[k].astype(np.float32), joints_img=img_xy[k].astype(np.float32), box=boxes[i],
                    root_depth=roots[k], root_from="given" if root_depths is not None else "box_size")
             for k, i in enumerate(kept)]
+
+
+def estimate_3d(est: Any, images: Sequence[np.ndarray], boxes: Sequence | None,
+                scores: Sequence | None) -> list[list[Pose]]:
+    """The 3-D path (a PoseEstimator `est`), 3DMPPE: per box, image joints as keypoints (score 1) and camera-space
+    joints (mm) in Pose.extra.
+
+    Camera: focal length and principal point from `est.camera` (f, c) when set, else the synthetic-data default
+    focal length and the image centre; root depth from the box size (RootNet-style prior).
+    """
+    f, c = est.camera if est.camera is not None else (None, None)
+    out: list[list[Pose]] = []
+    for i, image in enumerate(images):
+        image = as_rgb(image, f"image {i}")
+        b, bs = split_boxes(None if boxes is None else boxes[i], None if scores is None else scores[i], image,
+                             f"image {i}")
+        pairs = est.skeleton.flip_pairs if est.flip_test else None
+        poses3d = predict_poses_3d(est.model, image, b, est.codec, flip_pairs=pairs, f=f, c=c, device=est.device)
+        score_of = {tuple(np.round(box, 6)): float(s) for box, s in zip(b, bs)}
+        people = []
+        for p3 in poses3d:
+            kp = np.concatenate([p3.joints_img, np.ones((len(p3.joints_img), 1), np.float32)], axis=1)
+            s = score_of.get(tuple(np.round(np.asarray(p3.box, np.float64), 6)), 1.0)
+            people.append(Pose(keypoints=kp.astype(np.float32), box=np.asarray(p3.box, np.float32), score=s,
+                               box_score=s, extra={"joints_cam": p3.joints_cam, "root_depth": p3.root_depth,
+                                                   "root_from": p3.root_from}))
+        out.append(people)
+    return out

@@ -25,7 +25,7 @@ import torch
 from posekit.codecs import associative_embedding as ae
 from posekit.codecs import base as codec_base
 from posekit.errors import DataError
-from posekit.runtime import Pose
+from posekit.runtime import Pose, as_rgb
 
 IMAGENET_MEAN = np.asarray(codec_base.IMAGENET_MEAN, dtype=np.float32)  # the pipeline's one set of statistics
 IMAGENET_STD = np.asarray(codec_base.IMAGENET_STD, dtype=np.float32)
@@ -173,9 +173,10 @@ def people_boxes(poses: Sequence[Pose], pad: float = 0.1, min_joints: int = 2,
 def people_boxes_fn(estimator: Any, pad: float = 0.1, min_joints: int = 2) -> Callable[..., np.ndarray]:
     """A `boxes=` callable for PoseEstimator.images (path, image, frame) -> [N,5] xywh + score: the people a
     bottom-up PoseEstimator finds serve as the person boxes of a top-down model (photos and videos, no detector)."""
-    if getattr(estimator, "task", None) != "bottomup":
+    if getattr(estimator, "needs_boxes", True):
         task = getattr(estimator, "task", "?")
-        raise DataError(f"people_boxes_fn: expected a bottom-up estimator, got task {task!r}")
+        raise DataError(f"people_boxes_fn: expected a bottom-up estimator (people found on whole images), got task "
+                        f"{task!r}")
 
     def boxes(path: Any, image: np.ndarray, frame: int | None = None) -> np.ndarray:
         b, s = people_boxes(estimator(image), pad=pad, min_joints=min_joints,
@@ -183,3 +184,11 @@ def people_boxes_fn(estimator: Any, pad: float = 0.1, min_joints: int = 2) -> Ca
         return np.concatenate([b, s[:, None]], axis=1)
 
     return boxes
+
+
+def estimate_images(est: Any, images: Sequence[np.ndarray], boxes: Sequence | None,
+                    scores: Sequence | None) -> list[list[Pose]]:
+    """The bottom-up path (a PoseEstimator `est`): every person of each whole image (boxes are not used)."""
+    fidx = est.skeleton.flip_index if est.flip_test else None
+    return [estimate_bottomup(est.model, est.codec, as_rgb(image, f"image {i}"), flip_index=fidx,
+                              flip=est.flip_test, device=est.device) for i, image in enumerate(images)]

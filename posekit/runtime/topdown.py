@@ -32,6 +32,8 @@ from torch import nn
 from posekit import geometry
 from posekit.codecs.base import IMAGENET_MEAN, IMAGENET_STD
 from posekit.errors import DataError
+from posekit.evaluation.results import rescore as official_rescore
+from posekit.runtime import RESCORE_THRESHOLD, Pose, as_rgb, split_boxes
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
 
@@ -137,3 +139,33 @@ def predict_crops(run: Runner, crops: np.ndarray | torch.Tensor, codec: Any,
         parts_k.append(np.asarray(kp, dtype=np.float64).reshape(-1, k, 2))
         parts_s.append(np.asarray(sc, dtype=np.float64).reshape(-1, k))
     return np.concatenate(parts_k), np.concatenate(parts_s)
+
+
+def estimate_topdown(est: Any, images: Sequence[np.ndarray], boxes: Sequence | None,
+                     scores: Sequence | None) -> list[list[Pose]]:
+    """The top-down path (a PoseEstimator `est`): crops of every box of every image in one stream of batches."""
+    all_crops, all_c, all_s, all_b, all_bs, owner = [], [], [], [], [], []
+    for i, image in enumerate(images):
+        what = f"image {i}"
+        image = as_rgb(image, what)
+        b, bs = split_boxes(None if boxes is None else boxes[i], None if scores is None else scores[i], image, what)
+        crops, centers, sizes = est.crop(image, b)
+        all_crops.append(crops)
+        all_c.append(centers)
+        all_s.append(sizes)
+        all_b.append(b)
+        all_bs.append(bs)
+        owner += [i] * len(b)
+    results: list[list[Pose]] = [[] for _ in images]
+    if not owner:
+        return results
+    kp, sc = est.predict_crops(np.concatenate(all_crops))
+    img_kp = geometry.transform_preds(kp, np.concatenate(all_c), np.concatenate(all_s), est.input_size,
+                                      kind=est.codec.affine)
+    box_arr, box_scores = np.concatenate(all_b), np.concatenate(all_bs)
+    keypoints = np.concatenate([img_kp, sc[..., None]], axis=2).astype(np.float32)
+    scores = official_rescore(keypoints, box_scores, RESCORE_THRESHOLD)
+    for j, i in enumerate(owner):
+        results[i].append(Pose(keypoints=keypoints[j], box=box_arr[j].astype(np.float32), score=float(scores[j]),
+                               box_score=float(box_scores[j])))
+    return results

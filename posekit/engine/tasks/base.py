@@ -22,10 +22,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from posekit.errors import CheckpointError, ConfigError
 
 
 @dataclass
@@ -60,6 +63,9 @@ class Task:
     """Base class: one subclass per pose system; see the module docstring for the contract."""
 
     name: str = ""
+    needs_boxes: bool = True  # inference takes person boxes (top-down crops); False: whole images (bottom-up)
+    onnx: bool = False  # the network runs on every backend (ONNX Runtime, folded, int8) in test and infer
+    draw_threshold: float = 0.0  # drawings skip people scoring below this (keypoints.json keeps them all)
 
     def build(self, cfg: Any) -> Built:
         """config -> network (fresh init, eval mode), codec, skeleton."""
@@ -108,6 +114,30 @@ class Task:
     def higher_is_better(self, cfg: Any) -> bool:
         """False for error metrics such as MPJPE."""
         return True
+
+    # --- inference (posekit.inference.PoseEstimator, `posekit infer`, `posekit export`) ---------------------------
+    def load(self, spec: Any, weights: str | Path | None) -> tuple[nn.Module, Any, Any]:
+        """(network of a model spec in eval mode with `weights` loaded when given, its codec or None for the spec's
+        codec, the load report or None): a zoo builder, or the training config the spec carries."""
+        from posekit.models.weights import load_checkpoint
+        from posekit.modelspec import build_network
+
+        if spec.zoo:
+            model = build_network(spec)
+        elif spec.config_yaml:
+            from posekit.config import config_from_yaml
+
+            model = self.build(config_from_yaml(spec.config_yaml, source=f"spec of {spec.name}")).model
+        else:
+            raise CheckpointError(f"model {spec.name!r} is not a zoo model and its spec carries no config to "
+                                  "rebuild it")
+        report = load_checkpoint(model, weights, strict=True) if weights is not None else None
+        return model.eval(), None, report
+
+    def infer(self, est: Any, images: Sequence[Any], boxes: Sequence | None, scores: Sequence | None) -> list[list]:
+        """The runtime inference path: poses (posekit.runtime.Pose) per RGB image for a PoseEstimator `est`;
+        boxes[i] / scores[i] belong to images[i] (None: whole images)."""
+        raise ConfigError(f"task {self.name!r} has no inference path")
 
 
 # Official MODEL.NAME -> task (zoo entries say their task themselves).

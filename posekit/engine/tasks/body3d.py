@@ -244,6 +244,19 @@ class Body3DTask(Task):
     def build(self, cfg: Config) -> Built:
         return build_body3d(cfg)
 
+    def load(self, spec: Any, weights: str | Path | None) -> tuple[nn.Module, Any, Any]:
+        """A trained model is rebuilt from the config inside its weights (with its Body3DCoder)."""
+        if weights is None:
+            return super().load(spec, weights)
+        built = load_body3d(weights)
+        return built.model, built.codec, None
+
+    def infer(self, est: Any, images: Sequence[Any], boxes: Sequence | None, scores: Sequence | None) -> list[list]:
+        """Per box, image joints and camera-space joints (posekit.runtime.body3d)."""
+        from posekit.runtime.body3d import estimate_3d
+
+        return estimate_3d(est, images, boxes, scores)
+
     def train_dataset(self, cfg: Config, built: Built) -> Any:
         recs = load_records_3d(cfg, "train")
         if not recs:
@@ -263,7 +276,9 @@ class Body3DTask(Task):
         return body3d_criterion()
 
     def evaluate(self, cfg: Config, model: nn.Module, built: Built, device: torch.device, split: str = "test",
-                 flip: bool | None = None, progress: Any = None, **_: Any) -> tuple[dict[str, float], list[dict]]:
+                 boxes: str | None = None, flip: bool | None = None, progress: Any = None
+                 ) -> tuple[dict[str, float], list[dict]]:
+        """MPJPE over the split's ground-truth boxes (`boxes`, a detections file, is not used)."""
         rcfg = resolved_config(cfg)
         recs = load_records_3d(rcfg, "train" if split == "train" else "test")
         if not recs:

@@ -68,6 +68,8 @@ class BottomUpTask(Task):
     """Whole images -> AE heatmaps + tags -> HeatmapParser grouping -> COCO AP (no boxes)."""
 
     name = "bottomup"
+    needs_boxes = False
+    draw_threshold = 0.2  # the grouping also returns low-scoring fragments: drawings skip them
 
     def build(self, cfg: Config) -> Built:
         from posekit import skeletons
@@ -121,8 +123,9 @@ class BottomUpTask(Task):
                       pull_weight=w.AE_PULL_WEIGHT, detection_weight=w.AE_DETECTION_WEIGHT)
 
     def evaluate(self, cfg: Config, model: nn.Module, built: Built, device: torch.device, split: str = "test",
-                 flip: bool | None = None, scales: Sequence[float] | None = None, progress: Any = None,
-                 **_: Any) -> tuple[dict[str, float], list[dict]]:
+                 boxes: str | None = None, flip: bool | None = None, progress: Any = None,
+                 scales: Sequence[float] | None = None) -> tuple[dict[str, float], list[dict]]:
+        """Every whole image of the split (`boxes` is not used: the network finds the people)."""
         from posekit.engine.datasets import data_paths, need_path
 
         p = data_paths(cfg)
@@ -130,3 +133,9 @@ class BottomUpTask(Task):
         need_path(ann, "DATASET.TEST_ANN")
         return evaluate_bottomup(model, built.codec, built.skeleton, ann, images, device=device,
                                  flip=cfg.TEST.FLIP_TEST if flip is None else flip, scales=scales, progress=progress)
+
+    def infer(self, est: Any, images: Sequence[Any], boxes: Sequence | None, scores: Sequence | None) -> list[list]:
+        """Every person of each whole image (posekit.runtime.bottomup; boxes are not used)."""
+        from posekit.runtime.bottomup import estimate_images
+
+        return estimate_images(est, images, boxes, scores)

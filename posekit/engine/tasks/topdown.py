@@ -99,11 +99,18 @@ class TopDownTask(Task):
     """Crops of people -> heatmaps (or offsets / integral maps) -> codec decode -> COCO AP or MPII PCKh."""
 
     name = "topdown"
+    onnx = True
 
     def build(self, cfg: Config) -> Built:
         from posekit.engine.build import build
 
         return build(cfg)
+
+    def infer(self, est: Any, images: Sequence[Any], boxes: Sequence | None, scores: Sequence | None) -> list[list]:
+        """Crops of every box of every image in one stream of batches (posekit.runtime.topdown)."""
+        from posekit.runtime.topdown import estimate_topdown
+
+        return estimate_topdown(est, images, boxes, scores)
 
     def preflight(self, cfg: Config) -> None:
         from posekit.engine.datasets import data_paths, need_path
