@@ -7,6 +7,7 @@ checkpoint. Everything stored is a tensor or a plain container, so it loads with
 from __future__ import annotations
 
 import collections
+import errno
 import os
 import random
 import tempfile
@@ -26,18 +27,32 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     """torch.save to a temp file next to `path`, fsync, then rename over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _write_error(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        # torch.save reports a failed write of its zip stream as RuntimeError("... file write failed")
+        if isinstance(e, OSError) or (isinstance(e, RuntimeError) and "write" in str(e).lower()):
+            raise _write_error(path, e) from None
         raise
     return path
+
+
+def _write_error(path: Path, e: BaseException) -> CheckpointError:
+    why = getattr(e, "strerror", None) or str(e).splitlines()[0]
+    kept = f"the previous {path.name} there is unchanged" if path.exists() else f"no {path.name} was written"
+    hint = " (disk full: free space or point the output elsewhere)" if getattr(e, "errno", None) == errno.ENOSPC \
+        else ""
+    return CheckpointError(f"cannot write {path}: {why}{hint}; {kept}")
 
 
 def ensure_writable_dir(folder: str | Path) -> Path:
