@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
@@ -94,6 +96,30 @@ def _context() -> mp.context.BaseContext:
     return mp.get_context("spawn")
 
 
+@contextlib.contextmanager
+def _workers_without_main() -> Iterator[None]:
+    """Start worker processes that do not import the caller's __main__ module (while the pool starts them).
+
+    forkserver / spawn workers import the script that called generate() as __mp_main__ before they run a task; a
+    script without an `if __name__ == "__main__":` guard then calls generate() again in every worker, which fails
+    while the worker bootstraps, and the pool restarts the worker forever (megabytes of tracebacks, no end). The
+    workers only run posekit functions, so the script is hidden from the preparation data they receive: any script
+    works, guarded or not. The pool starts all its workers in its constructor, inside this block.
+    """
+    main = sys.modules.get("__main__")
+    saved = {k: vars(main)[k] for k in ("__file__", "__spec__") if main is not None and k in vars(main)}
+    try:
+        for key in saved:
+            if key == "__spec__":
+                main.__spec__ = None
+            else:
+                delattr(main, key)
+        yield
+    finally:
+        for key, value in saved.items():
+            setattr(main, key, value)
+
+
 def default_workers() -> int:
     """CPU cores this process may use."""
     try:
@@ -138,7 +164,9 @@ def generate(out_dir: str | os.PathLike, num_images: int, kind: str = "human", s
                 progress(1)
     else:
         chunk = max(1, min(16, num_images // (workers * 8)))
-        with _context().Pool(workers, initializer=_init_worker) as pool:
+        with _workers_without_main():
+            pool = _context().Pool(workers, initializer=_init_worker)
+        with pool:
             for res in pool.imap(work, range(num_images), chunksize=chunk):
                 results.append(res)
                 if progress:

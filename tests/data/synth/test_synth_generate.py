@@ -122,3 +122,23 @@ def test_posekit_loader_and_eval_read_the_dataset(tmp_path, kind):
                for a in labelled]
     stats = evaluation.coco_keypoints(summary["ann_file"], results)
     assert stats["AP"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("guarded", [False, True])
+def test_a_script_without_main_guard_works_and_gives_the_same_images(tmp_path, guarded):
+    """Worker processes used to re-run an unguarded calling script and the pool restarted them forever."""
+    import subprocess
+    import sys
+
+    call = f"generate({str(tmp_path / 'out')!r}, 4, seed=5, workers=2, image_size=(96, 96))"
+    body = f"if __name__ == '__main__':\n    {call}\n" if guarded else f"{call}\n"
+    script = tmp_path / "make_data.py"
+    script.write_text(f"from posekit.data.synth import generate\nprint('start')\n{body}print('end')\n")
+    run = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["start", "end"] and run.stderr.count("Traceback") == 0  # the script ran once
+    main = sys.modules["__main__"]
+    before = {k: vars(main).get(k, "absent") for k in ("__file__", "__spec__")}
+    generate(tmp_path / "ref", 4, seed=5, workers=2, image_size=(96, 96))
+    assert {k: vars(main).get(k, "absent") for k in ("__file__", "__spec__")} == before  # given back to the caller
+    assert _files(tmp_path / "out") == _files(tmp_path / "ref")
