@@ -69,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
 
         progress = partial(tqdm, file=sys.stderr, unit="it", dynamic_ncols=True, leave=False)
     def event(kind: str, info: dict) -> None:
-        if kind == "resume":
+        if kind == "pretrained":
+            _say(main, "MODEL.PRETRAINED " + info["summary"])
+        elif kind == "resume":
             _say(main, f"resuming {info['checkpoint']}: epoch {info['epoch']} step {info['step']} "
                        f"(iteration {info['iteration']})")
         elif kind == "eval":

@@ -125,17 +125,15 @@ class ResumableSampler(DistributedSampler):
 
 
 def load_pretrained(cfg: Config, model: nn.Module) -> Any:
-    """MODEL.PRETRAINED (ImageNet backbone) into the model, keys under EXTRA.PRETRAINED_LAYERS when given."""
-    from posekit import models
-    from posekit.models.weights import BACKBONE_ROOTS, HRNET_BACKBONE_ROOTS, load_imagenet_backbone
+    """MODEL.PRETRAINED into the model: every tensor that fits by name and shape (a posekit checkpoint or weights
+    file of another task's network, an official or ImageNet checkpoint; roots in EXTRA.PRETRAINED_LAYERS when
+    given); returns the load report (posekit.models.weights.PretrainedReport)."""
+    from posekit.models.weights import load_pretrained_weights
 
     path = Path(cfg.MODEL.PRETRAINED)
     if not path.is_file():
         raise ConfigError(f"MODEL.PRETRAINED {path} not found; download it or override MODEL.PRETRAINED=''")
-    layers = cfg.MODEL.EXTRA.get("PRETRAINED_LAYERS") or []
-    hrnet = cfg.MODEL.NAME == "pose_hrnet" or (cfg.MODEL.ZOO and models.entry(cfg.MODEL.ZOO).family == "hrnet")
-    roots = tuple(f"{name}." for name in layers if name != "*") or (HRNET_BACKBONE_ROOTS if hrnet else BACKBONE_ROOTS)
-    return load_imagenet_backbone(model, path, roots)
+    return load_pretrained_weights(model, path, cfg.MODEL.EXTRA.get("PRETRAINED_LAYERS") or ())
 
 
 def set_bn_eval(model: nn.Module) -> None:
@@ -440,6 +438,7 @@ class Parts:
     scheduler: Any
     scaler: Any
     criterion: Criterion
+    pretrained: Any = None  # the MODEL.PRETRAINED load report (posekit.models.weights.PretrainedReport)
 
 
 def build_parts(cfg: Config, task: Task, info: DistInfo) -> Parts:
@@ -452,8 +451,7 @@ def build_parts(cfg: Config, task: Task, info: DistInfo) -> Parts:
     torch.manual_seed(t.SEED)  # weight initialisation
     built = task.build(cfg)
     init_weights(built.model, t.INIT)
-    if cfg.MODEL.PRETRAINED and cfg.MODEL.INIT_WEIGHTS:
-        load_pretrained(cfg, built.model)
+    report = load_pretrained(cfg, built.model) if cfg.MODEL.PRETRAINED and cfg.MODEL.INIT_WEIGHTS else None
     model = built.model.to(info.device)
     if t.CHANNELS_LAST:
         model.to(memory_format=torch.channels_last)
@@ -476,7 +474,7 @@ def build_parts(cfg: Config, task: Task, info: DistInfo) -> Parts:
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
     return Parts(task, built, model, dataset, collate, sampler, optimizer, scheduler, scaler,
-                 task.criterion(cfg, built))
+                 task.criterion(cfg, built), report)
 
 
 class TrainClock:
@@ -723,7 +721,8 @@ def fit(cfg: Config, out_dir: str | os.PathLike, resume: bool = False, progress:
     """Train `cfg` into `out_dir` (build, resume, loop, save); returns a summary of the run.
 
     progress: a tqdm-like factory `progress(total=, initial=, desc=)`; on_epoch: called with each epoch's summary;
-    on_event(kind, info): 'resume', 'eval' (periodic held-out metrics), 'checkpoint'. Only rank 0 reports and writes.
+    on_event(kind, info): 'pretrained' (MODEL.PRETRAINED load report), 'resume', 'eval' (periodic held-out
+    metrics), 'checkpoint'. Only rank 0 reports and writes.
     """
     info = setup_distributed(device)
     out, t, task = Path(out_dir), cfg.TRAIN, task_for(cfg)
@@ -740,6 +739,9 @@ def fit(cfg: Config, out_dir: str | os.PathLike, resume: bool = False, progress:
         if not resuming and (out / "log.jsonl").exists():  # a fresh run's log holds this run only
             (out / "log.jsonl").unlink()
     run = Run(cfg, parts, out, info, prog, on_event)
+    if parts.pretrained is not None:  # what MODEL.PRETRAINED loaded, in log.jsonl and to the caller
+        run.record({"pretrained": parts.pretrained.to_dict()})
+        run.event("pretrained", {"report": parts.pretrained, "summary": parts.pretrained.summary()})
     if resuming:
         run.event("resume", {"checkpoint": str(ckpt_path), "epoch": prog.epoch, "step": prog.epoch_iteration,
                              "iteration": prog.iteration})

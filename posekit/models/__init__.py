@@ -8,6 +8,7 @@ from torch import nn
 
 # Importing each family module registers its named builders.
 from posekit.models import (  # noqa: F401
+    ae_hrnet,
     grmi,
     hourglass,
     hourglass_bearpaw,  # noqa: F401

@@ -581,13 +581,16 @@ def prtr_hrnet_tiny_128x96(**overrides: Any) -> nn.Module:
 
 # PRTR on the heatmap demo's backbone (our own choice, configs/synth/prtr_demo_backbone.yaml): the demo HRNet's
 # trunk (hrnet_w16_tiny_128x96 minus its final 1x1 conv: MODEL.PRETRAINED loads 240 of its 242 tensors) feeds its
-# stride-4 map to the small transformer, with the position encoding added to the tokens (see PRTRConfig).
-DEMO_HR = replace(SMALL, hrnet=TINY_W16, feature="hr", value_pos=True)
+# stride-4 map (24x16 = 384 tokens at 96x64) to a 2-layer decoder, with the position encoding added to the tokens
+# (see PRTRConfig). No encoder: over 384 tokens the 2 encoder layers made a step 7.5x slower (3.2 s vs 0.43 s per
+# batch of 32, 1 busy thread) and the HRNet map already mixes the whole crop. 17 queries: after 120 iterations
+# the class error was 6% with 17 queries, 33% with 34 (held-out AP 0.033 vs 0.027).
+DEMO_HR = replace(SMALL, hrnet=TINY_W16, feature="hr", value_pos=True, enc_layers=0, num_queries=17)
 
 
 @register_model(input_size=(96, 128), heatmap_size=(24, 32), **COCO_RES)
 def prtr_hrnet_w16_tiny_hr_128x96(**overrides: Any) -> nn.Module:
-    """Small CPU PRTR on the demo HRNet's stride-4 map (24x16 tokens at 96x64), 2/2-layer width-64 transformer."""
+    """Small CPU PRTR on the demo HRNet's stride-4 map (24x16 tokens at 96x64), 2-layer width-64 decoder, 17 queries."""
     return build_prtr(DEMO_HR, **overrides)
 
 

@@ -339,3 +339,24 @@ def test_prefetch_thread_trains_the_same_weights_and_resumes(micro_cfg, tmp_path
     fit(micro_cfg(TRAIN={"PREFETCH": 2}), tmp_path / "split", resume=True)
     _assert_same_state(_weights(tmp_path / "plain" / "final_state.pth"),
                        _weights(tmp_path / "split" / "final_state.pth"))
+
+
+def test_pretrained_load_report_goes_to_the_run_log_and_the_caller(micro_cfg, tmp_path):
+    """fit with MODEL.PRETRAINED = another run's weights: 'pretrained' event + a log.jsonl line with the report."""
+    from posekit.engine.build import build_model_from_config
+
+    torch.manual_seed(7)
+    donor, _, _ = build_model_from_config(micro_cfg())
+    state = dict(donor.state_dict())
+    state["final_layer.weight"] = torch.zeros(3, 3, 1, 1)  # another head: skipped with its shape
+    torch.save({"state_dict": state}, tmp_path / "donor.pth")
+    events = []
+    fit(micro_cfg(MODEL={"PRETRAINED": str(tmp_path / "donor.pth")}, TRAIN={"MAX_ITERS": 1}), tmp_path / "run",
+        on_event=lambda kind, info: events.append((kind, info)))
+    report = next(info["report"] for kind, info in events if kind == "pretrained")
+    assert ("final_layer.weight", f"shape: (3, 3, 1, 1) vs model {tuple(donor.final_layer.weight.shape)}") \
+        in report.skipped
+    assert len(report.loaded) == len(state) - 1
+    logged = [json.loads(line) for line in (tmp_path / "run/log.jsonl").read_text().splitlines()]
+    entry = next(e["pretrained"] for e in logged if "pretrained" in e)
+    assert entry["loaded"] == len(state) - 1 and entry["skipped"][0]["key"] == "final_layer.weight"

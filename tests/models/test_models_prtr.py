@@ -239,3 +239,27 @@ def test_pose_estimator_runs_prtr_with_the_official_flip_test():
     np.testing.assert_allclose(pose.keypoints[:, :2], xy[0], atol=1e-3)
     np.testing.assert_allclose(pose.keypoints[:, 2], sc[0], atol=1e-5)
     assert not np.allclose(pose.keypoints[:, :2], plain.keypoints[:, :2])
+
+
+def test_hr_feature_prtr_feeds_the_pose_hrnets_stride4_map():
+    """feature='hr': backbone.0.body is a pose HRNet without final_layer; token_pool / value_pos change the tokens."""
+    from dataclasses import replace
+
+    from posekit.models import prtr as P
+
+    torch.manual_seed(0)
+    model = posekit.models.build("prtr_hrnet_w16_tiny_hr_128x96").eval()
+    pose = posekit.models.build("hrnet_w16_tiny_128x96").eval()
+    body = {k[len("backbone.0.body."):]: v for k, v in model.state_dict().items() if k.startswith("backbone.0.body.")}
+    missing, unexpected = pose.load_state_dict(body, strict=False)
+    assert missing == ["final_layer.weight", "final_layer.bias"] and not unexpected
+    x = torch.randn(2, 3, 96, 64)
+    with torch.no_grad():
+        assert torch.equal(model.backbone[0](x), pose.forward_features(x)[0])  # 16 channels at stride 4
+        pooled = P.build_prtr(replace(P.DEMO_HR, token_pool=2)).eval()
+        pooled.load_state_dict(model.state_dict())
+        no_pos = P.build_prtr(replace(P.DEMO_HR, value_pos=False)).eval()
+        no_pos.load_state_dict(model.state_dict())
+        a, b, c = model(x)["pred_coords"], pooled(x)["pred_coords"], no_pos(x)["pred_coords"]
+    assert a.shape == b.shape == c.shape == (2, 17, 2)
+    assert not torch.allclose(a, b) and not torch.allclose(a, c)
