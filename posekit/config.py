@@ -43,7 +43,10 @@ class ModelConfig:
     CODEC: str = ""  # posekit: codec name; "" = the zoo entry's codec, or from TARGET_TYPE
     STYLE: str = "pytorch"  # SimpleBaseline repo: only the pytorch style is built
     INIT_WEIGHTS: bool = True
-    PRETRAINED: str = ""  # ImageNet backbone weights loaded before training (keys in EXTRA.PRETRAINED_LAYERS)
+    PRETRAINED: str = ""  # weights loaded before training: every tensor that fits by name and shape, from a posekit
+    #   checkpoint/weights file of another task's network (e.g. the heatmap demo's HRNet into PRTR's backbone.0.body)
+    #   or an official / ImageNet checkpoint; only under EXTRA.PRETRAINED_LAYERS when given. The load report goes
+    #   to the CLI and log.jsonl; a checkpoint of another family is refused (models.weights.load_pretrained_weights)
     NUM_JOINTS: int = 0  # 0 = from the zoo entry / skeleton
     TARGET_TYPE: str = "gaussian"
     IMAGE_SIZE: list[int] = field(default_factory=list)  # (w, h); [] = from the zoo entry
