@@ -14,7 +14,6 @@ from posekit.runtime.tracking import (
     TrackerConfig,
     flow_keypoints,
     greedy_match,
-    keypoint_box,
 )
 
 # A standing COCO-17 template, unit height (x right, y down), centred on the pelvis.
@@ -90,14 +89,27 @@ def test_greedy_match_takes_best_pairs_first():
     assert greedy_match(sim, 0.05) == [(0, 0), (1, 1)]
 
 
-def test_propagated_boxes_cover_the_last_poses():
-    tracker = Tracker(TrackerConfig(box_scale=1.2))
+def test_propagated_boxes_follow_the_joints_motion():
+    tracker = Tracker(TrackerConfig())
     k, b = person(100, 100, 80)
     tracker.update(k[None], b[None], np.array([0.9]))
+    k2 = k.copy()
+    k2[:, :2] += [3.0, -1.0]
+    k2[0, :2] += 40.0  # one wild joint does not move the median
+    b2 = b + [5.0, 5.0, 0.0, 0.0]  # the box the second pose was estimated in
+    tracker.update(k2[None], b2[None], np.array([0.9]))
     (box,) = tracker.boxes()
-    tight = keypoint_box(k, 0.2)
-    np.testing.assert_allclose(box[2:], tight[2:] * 1.2)
-    np.testing.assert_allclose(box[:2] + box[2:] / 2, tight[:2] + tight[2:] / 2)
+    lo, hi = k2[:, :2].min(axis=0), k2[:, :2].max(axis=0)
+    size = ((hi - lo) * 1.2 + b2[2:]) / 2  # between the joints' box x 1.2 and the box the pose came from
+    centre = (lo + hi) / 2 + [3.0, -1.0]  # moved on by the joints' median motion
+    np.testing.assert_allclose(box, np.r_[centre - size / 2, size])
+    # walking in at the left border: the box's left side stays on the border, the rest follows the person
+    tracker = Tracker(TrackerConfig())
+    k, b = person(10, 100, 80)
+    b = np.array([0.0, b[1], b[0] + b[2], b[3]])
+    tracker.update(k[None], b[None], np.array([0.9]))
+    (box,) = tracker.boxes(np.zeros((200, 200, 3), np.uint8))
+    assert box[0] == 0.0 and box[1] >= 0
 
 
 def test_flow_moves_keypoints_with_the_image():
