@@ -181,9 +181,16 @@ class Body3DConfig:
     OCCLUSION_PROB: float = 0.5  # synthetic occlusion probability (training)
     COLOR_FACTOR: float = 0.2  # per-channel colour gain in [1 - f, 1 + f] (training)
     CAMERAS: str = ""  # DATASET.FORMAT h36m_mmpose: the cameras.pkl file
-    TRAIN_2D_FORMAT: str = ""  # "" = 3-D data only | coco | mpii: a 2-D set mixed in (have_depth 0), half of each epoch
+    TRAIN_2D_FORMAT: str = ""  # "" = 3-D data only | coco | mpii: a 2-D set mixed in (have_depth 0, z loss masked)
     TRAIN_2D_ANN: str = ""
     TRAIN_2D_IMAGES: str = ""
+    TRAIN_2D_SHARE: float = 0.5  # posekit: fraction of each epoch's crops from the 2-D set (official 0.5: half)
+    FOCAL: list[float] = field(default_factory=list)  # posekit: [fx, fy] px for images without intrinsics (infer);
+    #   [] = FOCAL_PER_WIDTH x image width when set, else the 3DMPPE demo's 1500 px
+    FOCAL_PER_WIDTH: float = 0.0  # posekit: focal length / image width of the camera the model was trained with
+    #   (posekit synthetic images: f = U(0.8, 1.5) x width, mean 1.15); travels in the checkpoint's config
+    ROOT_BOX_SIZE: float = 2000.0  # posekit: mm; root depth from a box Z = sqrt(fx fy) x ROOT_BOX_SIZE / sqrt(box
+    #   area) (RootNet's prior: 2000); a recipe sets it fitted on its training people
 
 
 @dataclass

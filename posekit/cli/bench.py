@@ -6,7 +6,8 @@ import argparse
 import importlib
 import json
 
-HELP = "run a benchmark (codecs, pipeline, inference, e2e, eval, learn, learn3d, bottomup, adapt, track): a table or --json"
+HELP = ("run a benchmark (codecs, pipeline, inference, e2e, eval, learn, learn3d, bottomup, adapt, track): a table "
+        "or --json")
 
 # benchmark name -> module under posekit.bench; each defines HELP, add_arguments(p), run(args) -> dict,
 # render(result) -> str.
