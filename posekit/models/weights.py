@@ -65,7 +65,13 @@ def load_torch_file(path: str | Path, what: str = "checkpoint") -> Any:
         raise CheckpointError(f"{path}: {what} file not found")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError,
+            TypeError) as e:  # a text or other non-torch file fails inside the legacy unpickler as KeyError / ...
+        with open(path, "rb") as f:
+            head = f.read(8)
+        if head and not head.startswith((b"PK", b"\x80")):  # neither torch.save's zip nor a legacy pickle
+            raise CheckpointError(f"{path}: not a PyTorch {what} file (it starts with {head!r}; torch.save writes a "
+                                  "zip archive)") from None
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise CheckpointError(f"{path}: cannot be read as a weights-only {what} (tensors and plain containers only; "
                               f"is the file complete?): {first}") from None

@@ -110,6 +110,10 @@ def test_unsafe_or_unreadable_files_are_refused(tmp_path):
     (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="garbage.pth"):
         load_checkpoint(_tiny_hrnet(), tmp_path / "garbage.pth")
+    for name, data in (("hello.pth", b"hello\n"), ("config.pth", b'{"MODEL": 1}')):  # were KeyError tracebacks
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(CheckpointError, match=rf"{name}: not a PyTorch checkpoint file \(it starts with"):
+            load_checkpoint(_tiny_hrnet(), tmp_path / name)
     torch.save([torch.zeros(1)], tmp_path / "list.pth")
     with pytest.raises(CheckpointError, match="list.pth: expected a state_dict"):
         load_checkpoint(_tiny_hrnet(), tmp_path / "list.pth")
