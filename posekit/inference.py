@@ -62,9 +62,10 @@ from posekit.vis import draw_pose
 
 INT8 = "onnxruntime-int8"  # posekit.backends.INT8 (kept here so importing this module does not import backends)
 
-__all__ = ["EstimatorOptions", "IMAGENET_MEAN", "IMAGENET_STD", "IMAGE_EXTS", "InferJob", "InferReport", "Pose",
-           "PoseEstimator", "Result", "ResultsWriter", "VIDEO_EXTS", "collect_inputs", "draw_poses",
-           "infer_to_folder", "process_video", "read_detections", "rescore", "resolve_spec", "zoo_spec"]
+__all__ = ["collect_inputs", "draw_poses", "EstimatorOptions", "IMAGE_EXTS", "IMAGENET_MEAN", "IMAGENET_STD",
+           "infer_to_folder", "InferJob", "InferReport", "Pose", "PoseEstimator", "process_video", "read_detections",
+           "rescore", "resolve_spec", "Result", "ResultsWriter", "track_to_folder", "TrackJob", "TrackReport",
+           "VIDEO_EXTS", "zoo_spec"]
 
 
 BoxesFn = Callable[[int, np.ndarray], "np.ndarray | tuple[np.ndarray, np.ndarray] | None"]
@@ -417,6 +418,31 @@ class PoseEstimator:
         yield from flush()
 
 
+    def track(self, source: Any, detect: Callable[[int, np.ndarray], Any] | None = None, detect_every: int = 1,
+              tracker: Any = None, live: bool | None = None) -> Iterator[Result]:
+        """Results of a video file, folder of frames, webcam index or stream URL (or an opened
+        `posekit.runtime.capture` source) with every pose's `track_id` set (posekit.runtime.tracking).
+
+        `detect(frame_index, image)` gives the person boxes ([M,4|5] xywh, or None for the whole frame / a bottom-up
+        model's own people) of every `detect_every`-th frame; in between, boxes come from the previous frame's poses.
+        `detect` None: every frame is estimated as with `images` (the whole frame, or a bottom-up model's people).
+        `tracker`: a TrackerConfig or Tracker (default TrackerConfig() at the source's frame rate). `live`: see
+        `posekit.runtime.capture.open_source` (live sources drop the frames this estimator is too slow for).
+        """
+        from posekit.runtime.capture import FrameSource, open_source
+        from posekit.runtime.tracking import Tracker, TrackerConfig, track_source
+
+        src = source if isinstance(source, FrameSource) else open_source(source, live=live)
+        if not isinstance(tracker, Tracker):
+            cfg = tracker if tracker is not None else TrackerConfig(fps=src.fps)
+            tracker = Tracker(cfg, self.skeleton.sigmas_array)
+        try:
+            yield from track_source(src, self, tracker, detect, detect_every)
+        finally:
+            if src is not source:
+                src.close()
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # inputs, detections, results
 
@@ -704,4 +730,113 @@ def infer_to_folder(est: PoseEstimator, job: InferJob, progress: Callable[[], No
     finally:
         folder.close()
         report.seconds = time.perf_counter() - t0
+    return report
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# tracking: `posekit infer --track`
+
+
+@dataclass
+class TrackJob:
+    """What `posekit infer --track` asks: sources, an output folder, where people come from, tracker settings."""
+
+    inputs: Sequence[str | int | Path]  # video files, folders of frames, webcam indices, stream URLs
+    out: str | Path  # per input: <name>_tracks.json (PoseTrack-style) and <name>_track.mp4
+    tracker: Any = None  # posekit.runtime.tracking.TrackerConfig (None: defaults at each source's frame rate)
+    detect_every: int = 1  # people from boxes / detections / people on every N-th frame, propagated in between
+    boxes: np.ndarray | None = None  # [M,4] xywh on every detection frame; None (and no other source): whole frame
+    detections: str | Path | None = None  # per-frame video detections JSON (runtime.capture.read_video_detections)
+    box_threshold: float = 0.3
+    people: PoseEstimator | None = None  # a bottom-up estimator whose people serve as the detections
+    live: bool = False  # read video files as live streams (paced, frames the model misses dropped)
+    draw: bool = True
+    threshold: float = 0.3  # keypoints drawn above this score
+    person_threshold: float | None = None
+
+
+@dataclass
+class TrackReport:
+    """What a TrackJob did, filled as it goes (also seen after an interruption)."""
+
+    outputs: list[Path] = field(default_factory=list)
+    frames: int = 0
+    dropped: int = 0
+    poses: int = 0
+    tracks: int = 0
+    seconds: float = 0.0
+
+
+def _track_detector(job: TrackJob, name: str) -> Callable[[int, np.ndarray], Any]:
+    """detect(frame, image) of the detection frames: the people estimator, the detections file, fixed boxes."""
+    if job.people is not None:
+        from posekit.runtime.bottomup import people_boxes_fn
+
+        people = people_boxes_fn(job.people)
+        return lambda index, image: people(Path(name), image, index)
+    if job.detections is not None:
+        from posekit.runtime.capture import read_video_detections
+
+        dets = read_video_detections(job.detections, job.box_threshold)
+        frames = {**dets.get(None, {}), **dets.get(Path(name).name, {})}
+        return lambda index, image: frames.get(index, np.zeros((0, 5)))
+    return lambda index, image: job.boxes  # None: the whole frame
+
+
+def track_to_folder(est: PoseEstimator, job: TrackJob, on_frame: Callable[[str, int, TrackReport], None] | None = None,
+                    report: TrackReport | None = None) -> TrackReport:
+    """`posekit infer --track`: each input tracked to <out>/<name>_tracks.json (PoseTrack-style, streamed: an
+    interrupted run keeps every finished frame) and <name>_track.mp4 (skeletons coloured by track id, ids drawn).
+    `on_frame(source name, frame index, report)` is called after every frame."""
+    from posekit.runtime.capture import PoseTrackWriter, open_source
+    from posekit.runtime.tracking import Tracker, TrackerConfig
+    from posekit.vis.tracks import draw_tracks
+
+    if job.detect_every < 1:
+        raise ConfigError(f"detect_every: expected >= 1, got {job.detect_every}")
+    report = report if report is not None else TrackReport()
+    out = Path(job.out)
+    out.mkdir(parents=True, exist_ok=True)
+    min_person = est.draw_threshold if job.person_threshold is None else job.person_threshold
+    category = {"id": 1, "name": "person", "keypoints": list(est.skeleton.keypoints),
+                "skeleton": [[a + 1, b + 1] for a, b in est.skeleton.links]}
+    used: set[str] = set()
+    t0 = time.perf_counter()
+    for vid, spec in enumerate(job.inputs):
+        source = open_source(spec, live=True if job.live else None)
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(source.name).stem or source.name)[:80] or "input"
+        json_path = unique_path(out, f"{stem}_tracks", ".json", used)
+        report.outputs.append(json_path)
+        cfg = job.tracker if job.tracker is not None else TrackerConfig()
+        tracker = Tracker(replace(cfg, fps=source.fps), est.skeleton.sigmas_array)
+        writer, ids = None, set()
+        try:
+            with PoseTrackWriter(json_path, [category]) as results:
+                for r in est.track(source, _track_detector(job, source.name), job.detect_every, tracker):
+                    image = {"id": report.frames + 1, "file_name": f"{source.name}#{r.frame}", "vid_id": vid,
+                             "frame_id": r.frame, "width": int(r.image.shape[1]), "height": int(r.image.shape[0])}
+                    anns = [{**p.to_coco(report.frames + 1), "track_id": int(p.track_id)} for p in r.poses]
+                    results.write(image, anns)
+                    report.frames += 1
+                    report.poses += len(anns)
+                    ids.update(a["track_id"] for a in anns if a["track_id"] >= 0)
+                    if job.draw:
+                        if writer is None:
+                            target = unique_path(out, f"{stem}_track", ".mp4", used)
+                            writer = video_writer(target, source.fps, (r.image.shape[1], r.image.shape[0]))
+                            report.outputs.append(target)
+                        shown = [p for p in r.poses if p.score >= min_person]
+                        drawn = draw_tracks(r.image, shown, est.skeleton, threshold=job.threshold)
+                        writer.write(np.ascontiguousarray(drawn[:, :, ::-1]))
+                    report.dropped = source.dropped
+                    report.seconds = time.perf_counter() - t0
+                    if on_frame is not None:
+                        on_frame(source.name, r.frame, report)
+        finally:
+            report.tracks += len(ids)
+            report.dropped = source.dropped
+            report.seconds = time.perf_counter() - t0
+            if writer is not None:
+                writer.release()
+            source.close()
     return report

@@ -76,6 +76,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "end (default), or stop (keypoints.json keeps what was done)")
     parser.add_argument("--show-scores", action="store_true", help="write keypoint and person scores on drawings")
     parser.add_argument("--no-draw", action="store_true", help="write only keypoints.json, no images or videos")
+    g = parser.add_argument_group("tracking (--track)")
+    g.add_argument("--track", action="store_true",
+                   help="follow people over frames with stable ids; INPUTs are videos, folders of frames, webcam "
+                        "indices (0) or stream URLs; per input <name>_tracks.json (PoseTrack-style, track_id per "
+                        "person) and <name>_track.mp4; --boxes then holds per-frame detections ({frame (0-based) "
+                        "or image_id = frame + 1, bbox, score, optional video file name})")
+    g.add_argument("--detect-every", type=int, default=1, metavar="N",
+                   help="people from --boxes / --people-from / --box / the whole frame on every N-th frame, boxes "
+                        "propagated from the previous frame's poses in between (default 1: every frame)")
+    g.add_argument("--similarity", choices=("oks", "iou"), default="oks", help="association similarity (default oks)")
+    g.add_argument("--memory", type=int, default=30, metavar="FRAMES",
+                   help="a track unmatched for more frames than this ends; a person back sooner keeps the id "
+                        "(default 30)")
+    g.add_argument("--flow", action="store_true",
+                   help="move the previous poses by optical flow before matching and propagating (flow-based OKS)")
+    g.add_argument("--smooth", action="store_true", help="One-Euro smoothing of each track's keypoints")
+    g.add_argument("--live", action="store_true",
+                   help="read video files as live streams: paced at their frame rate, frames the model misses dropped "
+                        "(webcams and URLs are always live)")
 
 
 def parse_box(text: str) -> list[float]:
@@ -133,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
 
     from posekit.inference import VIDEO_EXTS, InferReport, PoseEstimator, collect_inputs, infer_to_folder
 
+    if args.track:
+        return run_track(args)
     if args.gt_images and not args.boxes:
         raise ConfigError("--gt-images only maps image ids for --boxes; give --boxes too")
     files = collect_inputs(args.inputs)
@@ -180,3 +201,45 @@ def print_report(args: argparse.Namespace, est: Any, report: Any) -> None:
         print(f"posekit infer: skipped {len(report.skipped)} unreadable inputs:", file=sys.stderr)
         for msg in report.skipped:
             print(f"  {msg}", file=sys.stderr)
+
+
+def run_track(args: argparse.Namespace) -> int:
+    """`posekit infer --track`: the library's track_to_folder; the frame rate (and drops) printed as it runs."""
+    import time
+
+    from posekit.inference import PoseEstimator, TrackJob, TrackReport, track_to_folder
+    from posekit.runtime.tracking import TrackerConfig
+
+    if args.gt_images or args.calibration:
+        raise ConfigError("--gt-images / --calibration are not used with --track")
+    if args.detect_every < 1 or args.memory < 0:
+        raise ConfigError(f"--detect-every must be >= 1 and --memory >= 0, got {args.detect_every}, {args.memory}")
+    job = TrackJob(inputs=args.inputs, out=args.out, detect_every=args.detect_every,
+                   tracker=TrackerConfig(similarity=args.similarity, memory=args.memory, flow=args.flow,
+                                         smooth=args.smooth),
+                   boxes=np.asarray([parse_box(b) for b in args.box], dtype=np.float64) if args.box else None,
+                   detections=args.boxes, box_threshold=args.box_threshold, live=args.live, draw=not args.no_draw,
+                   threshold=args.threshold, person_threshold=args.person_threshold)
+    est = make_estimator(args)
+    if args.people_from:
+        job.people = PoseEstimator(args.people_from, device=args.device, flip_test=not args.no_flip)
+    report = TrackReport()
+    last = [time.perf_counter()]
+
+    def on_frame(name: str, frame: int, rep: Any) -> None:
+        now = time.perf_counter()
+        if now - last[0] >= 2.0:
+            last[0] = now
+            print(f"{name}: frame {frame}, {rep.frames / max(rep.seconds, 1e-9):.1f} frames/s, {rep.dropped} "
+                  f"dropped", file=sys.stderr, flush=True)
+
+    try:
+        track_to_folder(est, job, on_frame=on_frame, report=report)
+    except KeyboardInterrupt:
+        print(f"posekit infer: interrupted; {report.frames} frames ({report.poses} poses) kept in "
+              f"{', '.join(str(p) for p in report.outputs if p.suffix == '.json')}", file=sys.stderr)
+        raise
+    print(f"posekit infer --track: {len(args.inputs)} inputs, {report.frames} frames, {report.poses} poses, "
+          f"{report.tracks} track ids, {report.frames / max(report.seconds, 1e-9):.1f} frames/s, {report.dropped} "
+          f"frames dropped (live) -> {', '.join(str(p) for p in report.outputs)} (backend {est.backend.name})")
+    return 0
