@@ -92,3 +92,25 @@ def test_pose_ae_train_checkpoint_layout_loads_strictly(tmp_path):
     report = load_checkpoint(dst, tmp_path / "c.tar", strict=True)
     assert report.ok and any("model.module." in n for n in report.notes)
     assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
+
+
+def _person(x0: float, y0: float, x1: float, y1: float, score: float) -> Pose:
+    kp = np.zeros((17, 3), np.float32)
+    kp[0] = (x0, y0, 0.9)
+    kp[16] = (x1, y1, 0.9)
+    kp[5] = ((x0 + x1) / 2, (y0 + y1) / 2, 0.9)
+    return Pose(keypoints=kp, box=np.array([x0, y0, x1 - x0, y1 - y0]), score=score)
+
+
+def test_people_boxes_keep_one_box_per_person():
+    """Score floor drops a fragment, IoU suppression a duplicate; two overlapping people (IoU 0.25) both stay."""
+    standing = _person(10, 10, 50, 110, 0.8)  # pad 0: box 40 x 100
+    twice = _person(12, 14, 50, 110, 0.6)  # IoU with standing = 38*96 / 4000 = 0.912 -> suppressed
+    crouching = _person(30, 60, 80, 110, 0.7)  # 50 x 50; overlap 20 x 50 = 1000; IoU 1000 / 5500 = 0.18
+    fragment = _person(60, 20, 70, 30, 0.1)  # below the 0.2 floor
+    boxes, scores = bottomup.people_boxes([twice, fragment, standing, crouching], pad=0.0)
+    np.testing.assert_array_equal(scores, [0.8, 0.7])
+    np.testing.assert_allclose(boxes, [[10, 10, 40, 100], [30, 60, 50, 50]])
+    everything, _ = bottomup.people_boxes([twice, fragment, standing, crouching], pad=0.0, min_score=0.0, iou=1.0)
+    assert len(everything) == 4
+    assert bottomup.suppress_duplicates(np.zeros((0, 4)), np.zeros(0)).tolist() == []

@@ -144,18 +144,46 @@ def people_to_coco(poses: Sequence[Pose], image_id: int, category_id: int = 1) -
     return out
 
 
+# Bottom-up people as person boxes (the CLI's --people-from and the Python API share these defaults). The AE
+# grouping also returns low-scoring fragments (a few joints whose tags did not join a person) and, rarely, a person
+# twice; each would become a box and a duplicate top-down skeleton (`posekit bench bottomup` scores the top-down
+# model on these boxes; --people-min-score / --people-iou try other values).
+PEOPLE_MIN_SCORE = 0.2  # people whose score (mean detection value over the 17 joints) is below this give no box
+PEOPLE_IOU = 0.5  # of two boxes overlapping more than this (IoU), only the higher-scoring person's is kept
+
+
+def suppress_duplicates(boxes: np.ndarray, scores: np.ndarray, iou: float = PEOPLE_IOU) -> np.ndarray:
+    """Greedy non-maximum suppression of xywh boxes: indices kept, highest score first (iou >= 1 keeps all)."""
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    for i in order:
+        x0, y0, w, h = boxes[i]
+        for j in keep:
+            xa, ya, wa, ha = boxes[j]
+            iw = max(0.0, min(x0 + w, xa + wa) - max(x0, xa))
+            ih = max(0.0, min(y0 + h, ya + ha) - max(y0, ya))
+            inter = iw * ih
+            if inter > iou * (w * h + wa * ha - inter):
+                break
+        else:
+            keep.append(int(i))
+    return np.asarray(keep, dtype=np.int64)
+
+
 def people_boxes(poses: Sequence[Pose], pad: float = 0.1, min_joints: int = 2,
-                 image_size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Person boxes for a top-down model from bottom-up people: (boxes xywh [N,4], scores [N]).
+                 image_size: tuple[int, int] | None = None, min_score: float = PEOPLE_MIN_SCORE,
+                 iou: float = PEOPLE_IOU) -> tuple[np.ndarray, np.ndarray]:
+    """Person boxes for a top-down model from bottom-up people: (boxes xywh [N,4], scores [N]), best first.
 
     Box = extent of the found joints (score > 0) grown by `pad` x its size on every side, clipped to image_size
-    (w, h) when given; people with fewer than `min_joints` found joints are dropped.
+    (w, h) when given; people scoring below `min_score` or with fewer than `min_joints` found joints give no box,
+    and of boxes overlapping by more than `iou` only the higher-scoring one is kept (one box per person).
     """
     boxes, scores = [], []
     for p in poses:
         kp = np.asarray(p.keypoints, dtype=np.float64)
         found = kp[kp[:, 2] > 0, :2]
-        if len(found) < min_joints:
+        if p.score < min_score or len(found) < min_joints:
             continue
         (x0, y0), (x1, y1) = found.min(axis=0), found.max(axis=0)
         dx, dy = pad * (x1 - x0), pad * (y1 - y0)
@@ -167,12 +195,16 @@ def people_boxes(poses: Sequence[Pose], pad: float = 0.1, min_joints: int = 2,
             continue
         boxes.append([x0, y0, x1 - x0, y1 - y0])
         scores.append(p.score)
-    return np.asarray(boxes, dtype=np.float64).reshape(-1, 4), np.asarray(scores, dtype=np.float64)
+    b, s = np.asarray(boxes, dtype=np.float64).reshape(-1, 4), np.asarray(scores, dtype=np.float64)
+    keep = suppress_duplicates(b, s, iou)
+    return b[keep], s[keep]
 
 
-def people_boxes_fn(estimator: Any, pad: float = 0.1, min_joints: int = 2) -> Callable[..., np.ndarray]:
+def people_boxes_fn(estimator: Any, pad: float = 0.1, min_joints: int = 2, min_score: float = PEOPLE_MIN_SCORE,
+                    iou: float = PEOPLE_IOU) -> Callable[..., np.ndarray]:
     """A `boxes=` callable for PoseEstimator.images (path, image, frame) -> [N,5] xywh + score: the people a
-    bottom-up PoseEstimator finds serve as the person boxes of a top-down model (photos and videos, no detector)."""
+    bottom-up PoseEstimator finds serve as the person boxes of a top-down model (photos and videos, no detector);
+    score floor and duplicate suppression as `people_boxes`."""
     if getattr(estimator, "needs_boxes", True):
         task = getattr(estimator, "task", "?")
         raise DataError(f"people_boxes_fn: expected a bottom-up estimator (people found on whole images), got task "
@@ -180,7 +212,7 @@ def people_boxes_fn(estimator: Any, pad: float = 0.1, min_joints: int = 2) -> Ca
 
     def boxes(path: Any, image: np.ndarray, frame: int | None = None) -> np.ndarray:
         b, s = people_boxes(estimator(image), pad=pad, min_joints=min_joints,
-                            image_size=(image.shape[1], image.shape[0]))
+                            image_size=(image.shape[1], image.shape[0]), min_score=min_score, iou=iou)
         return np.concatenate([b, s[:, None]], axis=1)
 
     return boxes
