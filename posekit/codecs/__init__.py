@@ -10,6 +10,7 @@ from typing import Any
 from posekit.codecs.associative_embedding import AssociativeEmbeddingCodec
 from posekit.codecs.base import Codec
 from posekit.codecs.bearpaw import BearpawCodec
+from posekit.codecs.body3d import Body3DCoder
 from posekit.codecs.coord import CoordCodec
 from posekit.codecs.dark import DarkCodec
 from posekit.codecs.integral import BetaSoftArgmaxCodec, IntegralCodec
@@ -23,7 +24,7 @@ __all__ = ["Codec", "build", "names"]
 _CODECS: dict[str, type[Codec]] = {
     cls.name: cls
     for cls in (MSRACodec, DarkCodec, UDPCodec, UDPOffsetCodec, GRMIOffsetCodec, IntegralCodec, BetaSoftArgmaxCodec,
-                CoordCodec, BearpawCodec, AssociativeEmbeddingCodec)
+                CoordCodec, BearpawCodec, AssociativeEmbeddingCodec, Body3DCoder)
 }
 
 

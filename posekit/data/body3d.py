@@ -37,42 +37,23 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from posekit.camera import pixel2cam
-from posekit.data import topdown
+from posekit.codecs.body3d import (  # the 3-D box, flip, crop and output <-> camera maps: the codec's math
+    BBOX_3D_DEPTH,
+    DEPTH_DIM,
+    INPUT_NORMS,
+    normalize_input,
+    patch_transform,
+    process_bbox,
+)
 from posekit.data.images import ImageReader
 from posekit.errors import ConfigError, DataError
-
-IMAGENET_MEAN = np.asarray(topdown.IMAGENET_MEAN, dtype=np.float32)  # the pipeline's one set of statistics
-IMAGENET_STD = np.asarray(topdown.IMAGENET_STD, dtype=np.float32)
-INPUT_NORMS = ("standard", "official_255")
-DEPTH_DIM = 64
-BBOX_3D_DEPTH = 2000.0  # mm: official cfg.bbox_3d_shape[0]
 
 # Names that differ between skeletons for the same joint (official MPII -> H36M correspondence by name).
 NAME_ALIASES = {"upper_neck": "neck", "head_top": "head", "left_foot": "l_ankle", "right_foot": "r_ankle"}
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Boxes, flips and the output <-> camera maps
-
-
-def process_bbox(bbox: Sequence[float], width: float, height: float, aspect_ratio: float = 1.0,
-                 padding: float = 1.25) -> np.ndarray | None:
-    """Official process_bbox: clip xywh to the image (None if empty), grow to `aspect_ratio` (w/h), x `padding`."""
-    x, y, w, h = (float(v) for v in bbox[:4])
-    x1, y1 = max(0.0, x), max(0.0, y)
-    x2 = min(width - 1, x1 + max(0.0, w - 1))
-    y2 = min(height - 1, y1 + max(0.0, h - 1))
-    if not (w * h > 0 and x2 >= x1 and y2 >= y1):
-        return None
-    bw, bh = x2 - x1, y2 - y1
-    cx, cy = x1 + bw / 2.0, y1 + bh / 2.0
-    if bw > aspect_ratio * bh:
-        bh = bw / aspect_ratio
-    elif bw < aspect_ratio * bh:
-        bw = bh * aspect_ratio
-    bw, bh = bw * padding, bh * padding
-    return np.array([cx - bw / 2.0, cy - bh / 2.0, bw, bh], dtype=np.float64)
+# Flips (the box, flip-test and output <-> camera maps are in posekit.codecs.body3d)
 
 
 def fliplr_joints(joints: np.ndarray, width: float, flip_pairs: Sequence[Sequence[int]]) -> np.ndarray:
@@ -88,42 +69,6 @@ def swap_pairs(values: np.ndarray, flip_pairs: Sequence[Sequence[int]]) -> np.nd
     for a, b in flip_pairs:
         out[[a, b]] = out[[b, a]]
     return out
-
-
-def flip_test_merge(coord: np.ndarray, flipped: np.ndarray, output_width: int,
-                    flip_pairs: Sequence[Sequence[int]]) -> np.ndarray:
-    """Official flip test: the flipped input's coords get x -> W_out - 1 - x and pairs swapped, then averaged."""
-    f = np.array(flipped, copy=True)
-    f[:, :, 0] = output_width - f[:, :, 0] - 1
-    for a, b in flip_pairs:
-        f[:, [a, b]] = f[:, [b, a]]
-    return (np.asarray(coord) + f) / 2
-
-
-def output_to_image(coords: np.ndarray, bbox: np.ndarray, root_depth: np.ndarray,
-                    output_size: tuple[int, int], depth_dim: int = DEPTH_DIM,
-                    bbox_3d_depth: float = BBOX_3D_DEPTH) -> np.ndarray:
-    """Soft-argmax coords [N,J,3] (output px, bins) -> (u, v, Z) [N,J,3]: x / W_out * bbox_w + bbox_x, likewise y;
-    Z = (z / D * 2 - 1) * bbox_3d_depth / 2 + root depth. Keeps the coords' dtype (float32 as official)."""
-    out = np.array(coords, copy=True)
-    bbox = np.asarray(bbox, dtype=np.float64).reshape(-1, 4)
-    root = np.asarray(root_depth).reshape(-1)  # keep its dtype: float32 root -> float32 arithmetic, as official
-    w, h = output_size
-    for n in range(len(out)):
-        out[n, :, 0] = out[n, :, 0] / w * bbox[n, 2] + bbox[n, 0]
-        out[n, :, 1] = out[n, :, 1] / h * bbox[n, 3] + bbox[n, 1]
-        out[n, :, 2] = (out[n, :, 2] / depth_dim * 2 - 1) * (bbox_3d_depth / 2) + root[n]
-    return out
-
-
-def output_to_camera(coords: np.ndarray, bbox: np.ndarray, root_depth: np.ndarray, f: np.ndarray, c: np.ndarray,
-                     output_size: tuple[int, int], depth_dim: int = DEPTH_DIM,
-                     bbox_3d_depth: float = BBOX_3D_DEPTH) -> np.ndarray:
-    """Soft-argmax coords [N,J,3] -> camera space [N,J,3] (mm) with each sample's f [N,2], c [N,2] (official test)."""
-    img = output_to_image(coords, bbox, root_depth, output_size, depth_dim, bbox_3d_depth)
-    f = np.asarray(f).reshape(-1, 2)
-    c = np.asarray(c).reshape(-1, 2)
-    return np.stack([pixel2cam(img[n], f[n], c[n]) for n in range(len(img))]) if len(img) else img
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -254,24 +199,6 @@ def sample_aug(rng: np.random.Generator, cfg: Body3DAugment) -> Aug3D:
     return Aug3D(scale=scale, rotation=rot, flip=flip, color=color, occlusion=occ)
 
 
-def patch_transform(center: Sequence[float], size: Sequence[float], scale: float, rotation: float,
-                    out_size: tuple[int, int], inv: bool = False) -> np.ndarray:
-    """[2,3] affine: box (centre, size px) scaled and rotated (degrees) -> crop of out_size (w, h), centre at w/2."""
-    sw, sh = float(size[0]) * scale, float(size[1]) * scale
-    r = math.radians(rotation)
-    sn, cs = math.sin(r), math.cos(r)
-
-    def rot(x: float, y: float) -> np.ndarray:
-        return np.array([x * cs - y * sn, x * sn + y * cs], dtype=np.float32)
-
-    cx, cy = float(center[0]), float(center[1])
-    dw, dh = float(out_size[0]), float(out_size[1])
-    src = np.array([[cx, cy], [cx, cy] + rot(0, sh * 0.5), [cx, cy] + rot(sw * 0.5, 0)], dtype=np.float32)
-    dst = np.array([[dw * 0.5, dh * 0.5], [dw * 0.5, dh * 0.5 + dh * 0.5], [dw * 0.5 + dw * 0.5, dh * 0.5]],
-                   dtype=np.float32)
-    return cv2.getAffineTransform(dst, src) if inv else cv2.getAffineTransform(src, dst)
-
-
 def occlusion_box(rng: np.random.Generator, bbox: np.ndarray, width: int, height: int,
                   max_tries: int = 100) -> tuple[int, int, int, int] | None:
     """Official synthetic-occlusion rectangle (x, y, w, h) placed from the box, redrawn until it fits the image."""
@@ -285,16 +212,6 @@ def occlusion_box(rng: np.random.Generator, bbox: np.ndarray, width: int, height
         if x >= 0 and y >= 0 and x + w < width and y + h < height:
             return int(x), int(y), int(w), int(h)
     return None
-
-
-def normalize_input(rgb: np.ndarray, input_norm: str = "standard") -> np.ndarray:
-    """H x W x 3 RGB (uint8 or float 0..255) -> [3, H, W] float32, "standard" (/255) or "official_255" (no /255)."""
-    if input_norm not in INPUT_NORMS:
-        raise ConfigError(f"input normalisation: expected one of {INPUT_NORMS}, got {input_norm!r}")
-    x = np.asarray(rgb, dtype=np.float32)
-    if input_norm == "standard":
-        x = x / 255.0
-    return np.ascontiguousarray(((x - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1), dtype=np.float32)
 
 
 def encode_joints(joints_img: np.ndarray, vis: np.ndarray, root_depth: float, matrix: np.ndarray,

@@ -30,7 +30,8 @@ import numpy as np
 
 from posekit import skeletons
 from posekit.camera import cam2pixel, world2cam, world2cam_mmpose
-from posekit.data.body3d import Body3DRecord, process_bbox
+from posekit.codecs.body3d import process_bbox
+from posekit.data.body3d import Body3DRecord
 from posekit.data.coco import read_json
 from posekit.errors import DataError
 

@@ -89,6 +89,8 @@ def model_spec(cfg: Config) -> ModelSpec:
         raise ConfigError(f"MODEL.NUM_JOINTS {num_joints} in {cfg.source} does not match skeleton {skeleton!r} "
                           f"({len(sk.keypoints)} keypoints); set DATASET.SKELETON")
     task = getattr(models.entry(m.ZOO), "task", "topdown") if zoo else OFFICIAL_TASKS.get(m.NAME, "topdown")
+    if codec == "body3d":  # the 3-D codec's depth box and input normalisation are BODY3D settings
+        codec_cfg.update(bbox_3d_depth=float(cfg.BODY3D.BBOX_3D_DEPTH), input_norm=cfg.BODY3D.INPUT_NORM)
     return ModelSpec(name=name, zoo=zoo, input_size=(int(input_size[0]), int(input_size[1])),
                      heatmap_size=(int(heatmap_size[0]), int(heatmap_size[1])), num_joints=num_joints,
                      codec=codec, codec_cfg=codec_cfg, skeleton=skeleton, task=task,

@@ -164,7 +164,8 @@ def build_posenet3d(depth: int, **overrides: Any) -> ResPoseNet:
     return ResPoseNet(depth=depth, **overrides)
 
 
-_OFFICIAL = dict(input_size=(256, 256), heatmap_size=(64, 64), codec="integral", skeleton="h36m", task="body3d")
+_OFFICIAL = dict(input_size=(256, 256), heatmap_size=(64, 64), codec="body3d", codec_cfg={"depth_dim": 64},
+                 skeleton="h36m", task="body3d")
 
 
 @register_model(**_OFFICIAL)
@@ -185,15 +186,16 @@ def posenet3d_res152_256x256(**overrides: Any) -> nn.Module:
     return build_posenet3d(152, **overrides)
 
 
-@register_model(input_size=(128, 128), heatmap_size=(32, 32), codec="integral", skeleton="coco_pelvis",
-                task="body3d")
+@register_model(input_size=(128, 128), heatmap_size=(32, 32), codec="body3d", codec_cfg={"depth_dim": 32},
+                skeleton="coco_pelvis", task="body3d")
 def posenet3d_res18_128x128(**overrides: Any) -> nn.Module:
     """posekit's small CPU 3-D model: ResNet-18, 3 x 64-channel deconvs, 128x128 -> 32x32 x 32 depth bins,
     18 joints (COCO-17 + pelvis, the synthetic 3-D humans); Kaiming backbone init (trained from scratch)."""
     return build_posenet3d(18, **{"head_channels": 64, "depth_dim": 32, "backbone_init": "kaiming", **overrides})
 
 
-@register_model(input_size=(96, 128), heatmap_size=(24, 32), codec="integral", skeleton="coco_pelvis", task="body3d")
+@register_model(input_size=(96, 128), heatmap_size=(24, 32), codec="body3d", codec_cfg={"depth_dim": 32},
+                skeleton="coco_pelvis", task="body3d")
 def posenet3d_hrnet_w16_tiny_128x96(**overrides: Any) -> nn.Module:
     """posekit's CPU 3-D model on the demo HRNet (hrnet_w16_tiny_128x96 backbone: a posekit 2-D heatmap checkpoint
     of it loads into `backbone.*`), 64-channel head, 128x96 -> 32x24 x 32 depth bins, 18 joints (COCO-17 + pelvis)."""

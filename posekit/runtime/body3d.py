@@ -11,8 +11,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from posekit.codecs.body3d import BBOX_3D_DEPTH, Body3DCoder
-from posekit.data.body3d import flip_test_merge, normalize_input, output_to_camera, patch_transform, process_bbox
+from posekit.codecs.body3d import (
+    BBOX_3D_DEPTH,
+    Body3DCoder,
+    flip_test_merge,
+    normalize_input,
+    output_to_camera,
+    patch_transform,
+    process_bbox,
+)
 from posekit.errors import DataError
 from posekit.runtime import Pose, as_rgb, split_boxes
 

@@ -20,8 +20,8 @@ EXPECTED = {  # name: (affine, channels per joint, official flip shift)
 
 
 # Codecs of the other systems (their own tests check them against their fixtures): PRTR coordinates, AE
-# whole-image targets + grouping, CC-SSL's bearpaw heatmaps.
-OTHER_SYSTEMS = ["coord", "ae", "bearpaw"]
+# whole-image targets + grouping, CC-SSL's bearpaw heatmaps, the 3-D soft-argmax coordinates.
+OTHER_SYSTEMS = ["coord", "ae", "bearpaw", "body3d"]
 
 
 def test_names_lists_every_codec_in_order():

@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+from posekit.codecs.body3d import normalize_input, output_to_image, patch_transform
 from posekit.data.body3d import (
     Aug3D,
     Body3DAugment,
@@ -16,10 +17,7 @@ from posekit.data.body3d import (
     collate_body3d,
     encode_joints,
     joint_mapping,
-    normalize_input,
     occlusion_box,
-    output_to_image,
-    patch_transform,
     records_from_2d,
 )
 from posekit.data.records import PoseRecord

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from posekit.camera import cam2pixel, pixel2cam, world2cam
-from posekit.data.body3d import flip_test_merge, fliplr_joints, output_to_camera, process_bbox
+from posekit.codecs.body3d import flip_test_merge, output_to_camera, process_bbox
+from posekit.data.body3d import fliplr_joints
 from posekit.errors import DataError
 from posekit.evaluation import mpjpe
 from posekit.evaluation.mpjpe import (

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from posekit.codecs.body3d import Body3DCoder
+from posekit.codecs.body3d import Body3DCoder, flip_test_merge, output_to_camera
 from posekit.config import Config, dataset_format
 from posekit.data.body3d import (
     Body3DAugment,
@@ -41,8 +41,6 @@ from posekit.data.body3d import (
     Body3DRecord,
     MixedDataset,
     collate_body3d,
-    flip_test_merge,
-    output_to_camera,
     records_from_2d,
 )
 from posekit.engine.tasks.base import Batch, Built, Criterion, Task
@@ -82,6 +80,7 @@ def build_body3d(cfg: Config) -> Built:
     """Network (fresh init, eval mode), Body3DCoder and skeleton of a 3-D config."""
     from posekit import models, skeletons
     from posekit.engine.build import model_spec
+    from posekit.modelspec import build_codec
 
     cfg = resolved_config(cfg)
     if not cfg.MODEL.ZOO:
@@ -92,9 +91,10 @@ def build_body3d(cfg: Config) -> Built:
     spec = replace(model_spec(cfg), task="body3d")
     same = len(skeletons.get(e.skeleton).keypoints) == spec.num_joints
     model = models.build(spec.name) if same else models.build(spec.name, num_joints=spec.num_joints)
-    coder = Body3DCoder(input_size=spec.input_size, output_size=spec.heatmap_size, depth_dim=int(model.depth_dim),
-                        bbox_3d_depth=float(cfg.BODY3D.BBOX_3D_DEPTH), input_norm=cfg.BODY3D.INPUT_NORM,
-                        num_keypoints=spec.num_joints)
+    coder = build_codec(spec)
+    if not isinstance(coder, Body3DCoder) or coder.depth_dim != int(model.depth_dim):
+        raise ConfigError(f"{cfg.source}: a 3-D model needs codec body3d with the network's {model.depth_dim} depth "
+                          f"bins, got {spec.codec} {spec.codec_cfg}")
     return Built(model=model, codec=coder, skeleton=skeletons.get(spec.skeleton), spec=spec)
 
 
