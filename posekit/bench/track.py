@@ -37,6 +37,7 @@ HELP = "tracking on held-out synthetic sequences: IDF1, MOTA, ID switches, keypo
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default="out/demo/model.pth", help="top-down model (default out/demo/model.pth)")
+    parser.add_argument("--model", help="zoo model name of --weights when the file carries no model spec")
     parser.add_argument("--people-from", metavar="WEIGHTS", help="bottom-up (AE) weights: adds the bottom-up row")
     parser.add_argument("--data", default="data/synth_tracks", help="sequence folder (default data/synth_tracks)")
     parser.add_argument("--videos", type=int, default=8, help="held-out videos (default 8)")
@@ -186,7 +187,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for a in gt["annotations"]:
         gt_boxes.setdefault(a["image_id"], []).append(a["bbox"])
     gt_boxes = {k: np.asarray(v, np.float64) for k, v in gt_boxes.items()}
-    est = PoseEstimator(args.weights, backend=args.backend, flip_test=not args.no_flip)
+    est = PoseEstimator(args.model, weights=args.weights, backend=args.backend, flip_test=not args.no_flip)
     bottomup = PoseEstimator(args.people_from, flip_test=not args.no_flip) if args.people_from else None
     defaults = TrackerConfig()
     smooth = {"min_cutoff": args.min_cutoff if args.min_cutoff is not None else defaults.min_cutoff,
