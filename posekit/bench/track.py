@@ -12,8 +12,9 @@ Sources of people (rows), each with the top-down model (--weights, default the d
   boxes propagated from the previous frame's poses (posekit.runtime.tracking.Tracker.boxes);
 - propagated+flow: the same with the previous poses moved by Lucas-Kanade optical flow (flow-based OKS);
 - bottom-up: the people of an Associative Embedding model (--people-from) alone, when given.
-Metrics: box IDF1 / MOTA / ID switches (the boxes the poses were estimated in, IoU 0.5), PoseTrack keypoint MOTA
-(joints scored above --kp-score), COCO AP of the raw and the One-Euro smoothed keypoints, and jitter: the RMS over
+Metrics: box IDF1 / MOTA / ID switches (the boxes the poses were estimated in, IoU 0.5; poses left without a track,
+id -1, are not hypotheses), PoseTrack keypoint MOTA (joints scored above --kp-score), COCO AP of the raw and the
+One-Euro smoothed keypoints, and jitter: the RMS over
 joints labelled in three consecutive frames of (predicted - true) frame-to-frame acceleration
 p(t+1) - 2 p(t) + p(t-1), px/frame^2, of each ground-truth person matched (box IoU >= 0.5) in those frames, raw and
 smoothed. frames/s: pose estimation + tracking per frame (frames already decoded, the network on --threads torch
@@ -159,7 +160,8 @@ def score(source: str, results: list[dict], gt_path: Path, gt: dict, args: argpa
     from posekit.evaluation import coco_keypoints
     from posekit.evaluation.tracking import track_metrics, videos_from_coco
 
-    pred = {"images": gt["images"], "annotations": [{**r, "keypoints": r["raw"]} for r in results]}
+    tracked = [{**r, "keypoints": r["raw"]} for r in results if r["track_id"] >= 0]  # id -1: below the birth score
+    pred = {"images": gt["images"], "annotations": tracked}
     m = track_metrics(videos_from_coco(gt), videos_from_coco(pred), score_threshold=args.kp_score)
     raw = [{k: v for k, v in r.items() if k != "raw"} | {"keypoints": r["raw"]} for r in results]
     smoothed = [{k: v for k, v in r.items() if k != "raw"} for r in results]
@@ -218,9 +220,9 @@ def render(result: dict[str, Any]) -> str:
             rows.append([r["source"]] + ["-"] * 11)
             continue
         drop = 1 - r["jitter_smoothed"] / r["jitter_raw"] if r["jitter_raw"] else float("nan")
+        change = "-" if not np.isfinite(drop) else (f"-{drop:.0%}" if drop >= 0 else f"+{-drop:.0%}")
         rows.append([r["source"], r["idf1"], r["mota"], r["num_switches"], r["kp_mota"], r["ap_raw"],
-                     r["ap_smoothed"], r["jitter_raw"], r["jitter_smoothed"], f"{drop:+.0%}".replace("+", "-")
-                     if drop >= 0 else f"+{-drop:.0%}", r["fps"], r["num_objects"]])
+                     r["ap_smoothed"], r["jitter_raw"], r["jitter_smoothed"], change, r["fps"], r["num_objects"]])
     head = (f"held-out synthetic sequences {result['data']} (seed {result['seed']}): {result['videos']} videos x "
             f"{result['frames']} frames of {result['size']}x{result['size']}, {result['people_frames']} evaluated "
             f"people-frames; detection every {result['detect_every']} frames = GT boxes of that frame; backend "
