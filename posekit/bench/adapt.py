@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="compute units of the shared source stage (default 150000)")
     parser.add_argument("--budget", type=float, default=60_000, help="compute units per method after the source "
                                                                       "checkpoint (default 60000)")
+    parser.add_argument("--lr", type=float, default=3e-4,
+                        help="learning rate of every method after the source checkpoint (fresh optimizer, cosine decay "
+                             "over --budget; default 3e-4); the source stage keeps the config's TRAIN.LR")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
     parser.add_argument("--official", action="store_true", help="also run CC-SSL and WS-CDA with ADAPT.PRESET=official")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
@@ -42,19 +45,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace, extra: list[str]) -> Any:
-    from posekit.cli.adapt import config_path
     from posekit.config import load_config
     from posekit.engine.adapt import testbeds
+    from posekit.engine.adapt.testbeds import shipped_config
 
-    cfg = load_config(config_path(args.testbed), [f"ADAPT.DATA_ROOT={args.data}", *args.set, *extra])
+    cfg = load_config(shipped_config(args.testbed), [f"ADAPT.DATA_ROOT={args.data}", *args.set, *extra])
     folders = testbeds.ensure(Path(args.data) / args.testbed, _bed(args))
     for split, (sec, pre) in {"source": ("DATASET", "TRAIN"), "target_val": ("DATASET", "TEST"),
                               "target_train": ("ADAPT", "TARGET"), "human": ("ADAPT", "HUMAN")}.items():
         if split in folders:
             setattr(getattr(cfg, sec), f"{pre}_ANN", str(folders[split] / "annotations.json"))
             setattr(getattr(cfg, sec), f"{pre}_IMAGES", str(folders[split] / "images"))
-    if cfg.ADAPT.METHOD == "wscda" and not cfg.ADAPT.HUMAN_ANN:  # people: the source people are the human set
-        cfg.ADAPT.HUMAN_ANN, cfg.ADAPT.HUMAN_IMAGES = cfg.DATASET.TRAIN_ANN, cfg.DATASET.TRAIN_IMAGES
     return cfg
 
 
@@ -140,7 +141,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.official:
         runs += [(f"{m}_official", [f"ADAPT.METHOD={m}", "ADAPT.PRESET=official"]) for m in ("ccssl", "wscda")]
     for name, extra in runs:
-        result["rows"].append(_one(args, name, [*extra, f"ADAPT.INIT={source}", f"ADAPT.BUDGET={args.budget}"]))
+        result["rows"].append(_one(args, name, [*extra, f"ADAPT.INIT={source}", f"ADAPT.BUDGET={args.budget}",
+                                                f"TRAIN.LR={args.lr}"]))
     result["plot"] = _plot(result, Path(args.out) / "plot.png")
     (Path(args.out) / "result.json").write_text(json.dumps(result, indent=1, default=float))
     return result

@@ -16,25 +16,17 @@ from typing import Any
 from posekit.cli.tables import format_table
 
 HELP = "adapt a pose network from a labelled source to an unlabelled target domain (CC-SSL, WS-CDA, AdaBN)"
-SHIPPED = Path(__file__).resolve().parent.parent / "configs" / "adapt"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="adaptation YAML (posekit/configs/adapt/*.yaml, or a shipped name: "
-                                       f"{', '.join(sorted(p.stem for p in SHIPPED.glob('*.yaml')))})")
+    parser.add_argument("config", help="adaptation YAML (posekit/configs/adapt/*.yaml), or a shipped config's name: "
+                                       "quadruped, quadruped_official, people")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="config overrides, e.g. ADAPT.METHOD=wscda ADAPT.TARGET_WEIGHT=2 TRAIN.MAX_MINUTES=5")
     parser.add_argument("--out", help="output folder (default: OUTPUT_DIR/<config name>)")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pth")
     parser.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
     parser.add_argument("--json", action="store_true", help="print the final summary as one JSON object only")
-
-
-def config_path(name: str) -> str:
-    """A config file, or the shipped adapt config of that name."""
-    if Path(name).is_file() or not (SHIPPED / f"{name}.yaml").is_file():
-        return name
-    return str(SHIPPED / f"{name}.yaml")
 
 
 def _event(kind: str, info: dict[str, Any]) -> None:
@@ -57,8 +49,9 @@ def run(args: argparse.Namespace) -> int:
     from posekit.config import ConfigWarning, load_config
     from posekit.engine.adapt import fill_paths
     from posekit.engine.adapt import run as adapt_run
+    from posekit.engine.adapt.testbeds import shipped_config
 
-    path = config_path(args.config)
+    path = shipped_config(args.config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConfigWarning)
         cfg = fill_paths(load_config(path, args.overrides))

@@ -22,15 +22,15 @@ BED = testbeds.TestBed("quadruped", (96, 96), num_source=10, num_target=8, num_v
 @pytest.fixture(scope="module")
 def config_file(tmp_path_factory):
     """The shipped quadruped config, shrunk to a tiny generated test bed (64x64 crops, 2 epochs of 2 steps)."""
-    from posekit.cli.adapt import config_path
     from posekit.config import load_config
+    from posekit.engine.adapt.testbeds import shipped_config
 
     root = tmp_path_factory.mktemp("cli_adapt")
     bed = testbeds.ensure(root / "bed", BED, workers=1)
     paths = []
     for split, key in (("source", "DATASET.TRAIN"), ("target_val", "DATASET.TEST"), ("target_train", "ADAPT.TARGET")):
         paths += [f"{key}_ANN={bed[split] / 'annotations.json'}", f"{key}_IMAGES={bed[split] / 'images'}"]
-    cfg = load_config(config_path("quadruped"), [
+    cfg = load_config(shipped_config("quadruped"), [
         *paths, "MODEL.IMAGE_SIZE=[64,64]", "TRAIN.BATCH_SIZE_PER_GPU=3", "TRAIN.END_EPOCH=2", "TRAIN.CPU_AMP=false",
         "TRAIN.CHANNELS_LAST=false", "TEST.BATCH_SIZE_PER_GPU=6", "ADAPT.TARGET_BATCH=3", "ADAPT.SOURCE_EPOCHS=1",
         "ADAPT.ROUND_EVERY=1", "ADAPT.ITERS_PER_EPOCH=2", "ADAPT.NUM_TRANSFORM=2", "ADAPT.PICTURES=2"])

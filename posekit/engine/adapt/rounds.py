@@ -93,10 +93,11 @@ def _batches(st: Setup, s: State, out: Path, adapting: bool) -> JointBatches:
     labelled = L.read(out / s.pseudo_file, st.target_train) if s.pseudo_file and adapting else None
     src_w = a.w2 if a.method == "wscda" else 1.0
     loaders = [("source", loader(_source_dataset(st), a.batch_size, a.seed, e, 0, a.workers, k), src_w)]
-    if a.method == "wscda":
+    if a.method == "wscda" and st.human:
         human = TopDownDataset(st.human, st.codec, st.skeleton, augment=AugmentConfig.mpii(), train=True,
                                seed=a.seed + 2)
         loaders.append(("human", loader(human, a.human_batch_size, a.seed, e, 2, a.workers, k), 1.0))
+    if a.method == "wscda":
         # the unlabelled target always feeds the discriminator; its pose weight is 0 until PPLO labels exist
         tds = _target_dataset(st, labelled if labelled is not None else st.target_train, 1)
         loaders.append(("target", loader(tds, a.target_batch_size, a.seed, e, 1, a.workers, k),
@@ -263,14 +264,14 @@ def _epoch_end(st: Setup, s: State, optimizer: torch.optim.Optimizer, out: Path,
                              **{k: v / max(s.count, 1) for k, v in s.sums.items()}}
     s.sums, s.count = {}, 0
     adapted = s.epoch - a.source_epochs
-    round_end = a.adapting_method and adapted > 0 and adapted % a.round_every == 0
+    round_end = adapted > 0 and adapted % a.round_every == 0  # source / adabn: scored at the same points
     if (round_end and a.eval_every_round) or s.epoch in (a.epochs, a.source_epochs):
         entry["metrics"] = score(st)
     s.history.append(entry)
     _save_checkpoint(st, s, optimizer, out / "checkpoint.pth")
     if s.epoch == a.source_epochs and a.source_epochs > 0:
         save_weights(st, out / "source_state.pth")
-    if round_end:
+    if round_end and a.adapting_method:
         save_weights(st, out / f"round_{adapted // a.round_every - 1:02d}.pth")
     emit("epoch", entry)
 

@@ -18,7 +18,8 @@ from posekit.errors import ConfigError
 METHODS = ("source", "adabn", "ccssl", "wscda")
 PRESETS = ("", "official")
 OFFICIAL = dict(optimizer="rmsprop", lr=2.5e-4, lr_decay="none", target_weight=10.0, kept=(), schedule_step=10,
-                strong_augment=True, aug_scale="official", bn="domain", adabn=False, grl_ramp=0.0, beta=500.0)
+                strong_augment=True, aug_scale="official", bn="domain", adabn=False, grl_ramp=0.0, beta=500.0,
+                num_transform=5, target_batch_size=6, batch_size=6, human_batch_size=6)
 
 
 @dataclass

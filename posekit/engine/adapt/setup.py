@@ -65,9 +65,8 @@ def domains_of(cfg: Config) -> Domains:
             raise ConfigError(f"{key}_ANN / {key}_IMAGES in {cfg.source}: adaptation needs the source "
                               "(DATASET.TRAIN_*), the unlabelled target (ADAPT.TARGET_*) and the labelled target "
                               "held-out split (DATASET.TEST_*), or ADAPT.TESTBED")
+    # WS-CDA without a human set (e.g. people -> people): the discriminator tells target from labelled source only
     human = Split(ad.HUMAN_ANN, ad.HUMAN_IMAGES) if ad.HUMAN_ANN and ad.HUMAN_IMAGES else None
-    if cfg.ADAPT.METHOD == "wscda" and human is None:
-        raise ConfigError(f"ADAPT.HUMAN_ANN / HUMAN_IMAGES in {cfg.source}: WS-CDA needs a labelled human set")
     return Domains(Split(*pairs["DATASET.TRAIN"]), Split(*pairs["ADAPT.TARGET"]), Split(*pairs["DATASET.TEST"]), human)
 
 
@@ -93,7 +92,7 @@ def setup(cfg: Config, device: str | None = None) -> Setup:
         r.keypoints = np.zeros_like(r.keypoints)
     target_val, val_mapped = load_as(domains.target_val, True, aspect, sk)
     human: list[PoseRecord] = []
-    if a.method == "wscda":
+    if a.method == "wscda" and domains.human is not None:
         hrecs, hskel = read_records(domains.human, True, aspect)
         human = map_keypoints_by_name(hrecs, hskel.keypoints, sk.keypoints, HUMAN_TO_ANIMAL)
     net = AdaptNet(built.model, sk.num_keypoints, discriminator=a.method == "wscda", grl=abs(a.alpha), bn=a.bn)

@@ -22,6 +22,7 @@ from pathlib import Path
 from posekit.config import Config
 from posekit.errors import ConfigError
 
+SHIPPED = Path(__file__).resolve().parents[2] / "configs" / "adapt"  # posekit/configs/adapt/<name>.yaml
 OUTLINE = (150.0, 60.0, 200.0)  # violet ink: far from the eye / nose colour and from the style-B backgrounds' greys
 TESTBEDS = ("quadruped", "people")
 
@@ -48,6 +49,13 @@ BEDS = {
     "people": TestBed("human", (256, 256), num_source=3000, num_target=1200, num_val=200, num_human=0,
                       max_subjects=3, max_yaw=90.0, sequence_length=6),
 }
+
+
+def shipped_config(name: str) -> str:
+    """A config file path as given, or the shipped adapt config of that name (`quadruped`, `people`, ...)."""
+    if Path(name).is_file() or not (SHIPPED / f"{name}.yaml").is_file():
+        return name
+    return str(SHIPPED / f"{name}.yaml")
 
 
 def plan(bed: TestBed) -> dict[str, dict]:
