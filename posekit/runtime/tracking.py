@@ -53,7 +53,7 @@ class TrackerConfig:
     similarity: str = "oks"
     threshold: float = 0.2  # minimum similarity of a match
     memory: int = 30  # frames a track survives unmatched
-    birth_score: float = 0.3  # minimum person score that starts a track
+    birth_score: float = 0.2  # minimum person score that starts a track
     keypoint_threshold: float = 0.2  # joints scored above this count for OKS and propagated boxes
     flow: bool = False
     box_scale: float = 1.2  # propagated boxes: the joints' box is enlarged by this before averaging (docstring)
