@@ -59,7 +59,7 @@ def model_spec_of(args: argparse.Namespace, random_use: str) -> object | None:
     spec = None
     if args.config:
         from posekit.config import load_config
-        from posekit.engine.build import model_spec
+        from posekit.engine.spec import model_spec
 
         spec = model_spec(load_config(args.config))
     if spec is None and not args.model and args.weights is None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from posekit.config import Config, dataset_format
-from posekit.engine.build import model_spec
+from posekit.engine.spec import model_spec
 from posekit.errors import ConfigError, DataError
 
 

@@ -133,7 +133,7 @@ def run_demo(out_dir: str | os.PathLike = "out/demo", data_dir: str | os.PathLik
     """
     from posekit.data.images import read_image
     from posekit.engine import checkpoint as ckpt
-    from posekit.engine.build import model_spec
+    from posekit.engine.spec import model_spec
     from posekit.engine.tasks import task_for
     from posekit.engine.train import autocast_dtype, fit
     from posekit.modelspec import weights_file

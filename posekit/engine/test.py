@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from posekit.config import Config
-from posekit.engine.build import model_spec
 from posekit.engine.datasets import data_paths, load_records, resolve_boxes
+from posekit.engine.spec import model_spec
 from posekit.errors import ConfigError, DataError
 
 

@@ -39,8 +39,9 @@ from torch.utils.data.distributed import DistributedSampler
 
 from posekit.config import Config, config_from_yaml, config_to_dict, config_to_yaml
 from posekit.engine import checkpoint as ckpt
-from posekit.engine.build import build_optimizer, build_scheduler, cosine_factor, init_weights, model_spec
+from posekit.engine.build import build_optimizer, build_scheduler, cosine_factor, init_weights
 from posekit.engine.prefetch import Prefetcher, prefetched
+from posekit.engine.spec import model_spec
 from posekit.engine.tasks import task_for
 from posekit.engine.tasks.base import Batch, Built, Criterion, Task
 from posekit.errors import CheckpointError, ConfigError, DataError, TrainingError

@@ -8,6 +8,7 @@ import pytest
 
 from posekit.config import load_config
 from posekit.engine import build as B
+from posekit.engine import spec as S
 from posekit.errors import ConfigError
 
 
@@ -39,6 +40,50 @@ def test_shape_forward_computes_nothing():
     from posekit import models
 
     model = models.build("hrnet_w16_tiny_128x96")
-    out = B._shape_forward(model, (96, 128))
+    out = S._shape_forward(model, (96, 128))
     assert out.device.type == "meta" and tuple(out.shape) == (1, 17, 32, 24)
     assert all(p.device.type == "cpu" for p in model.parameters())  # the model itself is untouched
+
+
+SHIPPED = sorted((Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml")) + sorted(
+    (Path(__file__).resolve().parents[2] / "posekit" / "configs").rglob("*.yaml"))
+
+
+def _same_build(cfg) -> None:
+    """build(cfg) is the config's task's build: the same spec, codec and network (same init under one seed)."""
+    import torch
+
+    from posekit.engine.tasks import task_for
+
+    torch.manual_seed(0)
+    a = B.build(cfg)
+    torch.manual_seed(0)
+    b = task_for(cfg).build(cfg)
+    assert a.spec == b.spec and type(a.codec) is type(b.codec) and type(a.model) is type(b.model)
+    assert a.skeleton.name == b.skeleton.name
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa), cfg.source
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_build_is_the_task_build_for_every_shipped_config(path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # official-vocabulary notes
+        _same_build(load_config(path))
+
+
+@pytest.mark.slow
+def test_build_is_the_task_build_for_the_official_prtr_yamls(reference_dir):
+    import warnings
+
+    paths = sorted((reference_dir / "configs/prtr_repo").glob("*/transformer/*.yaml"))
+    assert len(paths) == 16, paths  # the official PRTR repository's configs (HRNet and ResNet backbones)
+    for path in paths:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cfg = load_config(path)
+        assert B.build(cfg).spec.task == "prtr", path
+        _same_build(cfg)

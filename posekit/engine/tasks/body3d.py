@@ -79,7 +79,7 @@ def resolved_config(cfg: Config) -> Config:
 def build_body3d(cfg: Config) -> Built:
     """Network (fresh init, eval mode), Body3DCoder and skeleton of a 3-D config."""
     from posekit import models, skeletons
-    from posekit.engine.build import model_spec
+    from posekit.engine.spec import model_spec
     from posekit.modelspec import build_codec
 
     cfg = resolved_config(cfg)

@@ -74,7 +74,7 @@ class BottomUpTask(Task):
     def build(self, cfg: Config) -> Built:
         from posekit import skeletons
         from posekit.codecs.associative_embedding import joint_order_for
-        from posekit.engine.build import model_spec
+        from posekit.engine.spec import model_spec
         from posekit.modelspec import build_codec, build_network
 
         spec = model_spec(cfg)

@@ -41,7 +41,7 @@ def resolved_config(cfg: Config) -> Config:
 def build_prtr(cfg: Config) -> Built:
     """Network (fresh init, eval mode), coordinate codec and skeleton of a PRTR config."""
     from posekit import models, skeletons
-    from posekit.engine.build import model_spec
+    from posekit.engine.spec import model_spec
     from posekit.models.prtr import prtr_from_official
 
     cfg = resolved_config(cfg)

@@ -102,9 +102,9 @@ class TopDownTask(Task):
     onnx = True
 
     def build(self, cfg: Config) -> Built:
-        from posekit.engine.build import build
+        from posekit.engine.spec import build_topdown
 
-        return build(cfg)
+        return build_topdown(cfg)
 
     def infer(self, est: Any, images: Sequence[Any], boxes: Sequence | None, scores: Sequence | None) -> list[list]:
         """Crops of every box of every image in one stream of batches (posekit.runtime.topdown)."""
