@@ -30,21 +30,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--progress", action="store_true", help="progress bars on stderr")
     parser.add_argument("--candidate", action="append", default=[], metavar="NAME:KEY=VALUE,...",
                         help="a variant of the demo config to compare (repeatable), e.g. "
-                             "'r18:MODEL.ZOO=simplebaseline_res18_128x96,MODEL.CODEC=dark'; each trains for "
-                             "--minutes on the same data, one after the other, into OUT/NAME")
+                             "'r18:MODEL.ZOO=simplebaseline_res18_128x96,MODEL.CODEC=dark'; an item '@FILE' trains "
+                             "another config instead, e.g. 'prtr:@configs/synth/prtr_demo_backbone.yaml,"
+                             "MODEL.PRETRAINED=out/demo/model.pth' (PRTR from the demo model's backbone); each trains "
+                             "for --minutes on the same data, one after the other, into OUT/NAME")
     parser.add_argument("--max-yaw", type=float, default=None,
                         help="body yaw range of the generated people in degrees (default: the demo's, 90; 180 = "
                              "seen from every side)")
 
 
 def parse_candidate(text: str) -> tuple[str, list[str]]:
-    """'NAME:KEY=VALUE,KEY=VALUE' -> (NAME, overrides)."""
+    """'NAME:KEY=VALUE,KEY=VALUE' -> (NAME, overrides); an '@FILE' item (the candidate's own config) is kept."""
     from posekit.errors import ConfigError
 
     name, _, rest = text.partition(":")
     overrides = [o.strip() for o in rest.split(",") if o.strip()]
-    if not name or any("=" not in o for o in overrides):
-        raise ConfigError(f"--candidate {text!r}: expected NAME:KEY=VALUE,KEY=VALUE")
+    configs = [o for o in overrides if o.startswith("@")]
+    if not name or len(configs) > 1 or any("=" not in o and not o.startswith("@") for o in overrides):
+        raise ConfigError(f"--candidate {text!r}: expected NAME:KEY=VALUE,KEY=VALUE (at most one @CONFIG item)")
     return name, overrides
 
 
@@ -73,7 +76,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for text in args.candidate:
         name, overrides = parse_candidate(text)
         result = _run_one(args, data, f"{args.out}/{name}", overrides)
-        marks = {f"AP@{m:g}min": _ap_at(result["points"], m) for m in (2, 5, 10) if m <= args.minutes + 1e-9}
+        marks = {f"AP@{m:g}min": _ap_at(result["points"], m) for m in (2, 5, 10, 15) if m <= args.minutes + 1e-9}
         runs.append({"name": name, "overrides": overrides, **{k: result[k] for k in (
             "model", "codec", "input_size", "train_images_per_s", "iterations", "train_minutes")},
             **marks, "AP": result["final"]["AP"], "AP .75": result["final"]["AP .75"], "png": result["png"]})
@@ -84,8 +87,10 @@ def _run_one(args: argparse.Namespace, data: Any, out: str, overrides: list[str]
     from posekit.engine.demo import run_demo
 
     progress = partial(__import__("tqdm").tqdm, file=sys.stderr, leave=False) if args.progress else None
+    config = next((o[1:] for o in overrides if o.startswith("@")), args.config)
+    overrides = [o for o in overrides if not o.startswith("@")]
     result = run_demo(out, data_dir=args.data, minutes=args.minutes, seed=args.seed, progress=progress,
-                      config=args.config, overrides=overrides, data=data, eval_every=args.every,
+                      config=config, overrides=overrides, data=data, eval_every=args.every,
                       threads=args.threads)
     points = [{"minutes": p["minutes"], "iteration": p["iteration"], "AP": p["AP"], "eval_images": "all"}
               for p in result["curve"] if "AP" in p]
@@ -107,7 +112,7 @@ def _stat_names() -> tuple[str, ...]:
 def render(result: dict[str, Any]) -> str:
     """AP vs training minutes table, then the final 10 COCO stats (or the candidates side by side)."""
     if "candidates" in result:
-        keys = [k for k in ("AP@2min", "AP@5min", "AP@10min") if any(k in c for c in result["candidates"])]
+        keys = [k for k in ("AP@2min", "AP@5min", "AP@10min", "AP@15min") if any(k in c for c in result["candidates"])]
         rows = [[c["name"], c["model"], f"{c['input_size'][1]}x{c['input_size'][0]}", c["codec"],
                  f"{c['train_images_per_s']:.0f}", *("-" if c.get(k) is None else f"{c[k]:.3f}" for k in keys),
                  f"{c['AP']:.3f}", f"{c['AP .75']:.3f}"] for c in result["candidates"]]
