@@ -85,7 +85,8 @@ class CaptureSource(FrameSource):
                  pace: bool = False) -> None:
         self.cap = cv2.VideoCapture(target)
         if not self.cap.isOpened():
-            raise DataError(f"{target}: OpenCV cannot open this {'camera' if isinstance(target, int) else 'video'}")
+            kind = "camera" if isinstance(target, int) else ("stream" if _URL.match(str(target)) else "video")
+            raise DataError(f"{target}: OpenCV cannot open this {kind}")
         self.name = name or str(target)
         self.fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0) or 25.0
         self.live, self.pace = bool(live), bool(pace)
