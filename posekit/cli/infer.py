@@ -44,7 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="a person box xywh in pixels for every input (repeatable); default: the whole image")
     src.add_argument("--people-from", metavar="WEIGHTS",
                      help="a bottom-up (Associative Embedding) posekit weights file whose people serve as the person "
-                          "boxes of --weights (photos and videos without a detections file)")
+                          "boxes of --weights (photos and videos without a detections file); one box per person: "
+                          "people scoring below posekit.runtime.bottomup.PEOPLE_MIN_SCORE give none, overlapping "
+                          "boxes above PEOPLE_IOU keep the best (the Python API's people_boxes_fn defaults)")
     parser.add_argument("--gt-images", metavar="JSON",
                         help="COCO annotation JSON whose 'images' map file names to the image ids of --boxes")
     parser.add_argument("--box-threshold", type=float, default=0.3,
