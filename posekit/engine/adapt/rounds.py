@@ -48,6 +48,7 @@ from posekit.errors import CheckpointError, ConfigError
 from posekit.modelspec import weights_file
 
 Event = Callable[[str, dict[str, Any]], None]
+RUN_LENGTH_KEYS = ("ADAPT.BUDGET", "ADAPT.PICTURES", "ADAPT.EVAL_EVERY_ROUND")  # a resumed run may change these
 
 
 @dataclass
@@ -233,7 +234,8 @@ def _restore(st: Setup, optimizer: torch.optim.Optimizer, path: Path) -> State:
     if not path.is_file():
         raise ConfigError(f"adapt --resume: {path} does not exist")
     state = ckpt.load_training_checkpoint(path)
-    diffs = config_differences(config_from_yaml(state["config"], f"{path} (stored config)"), st.cfg)
+    diffs = [d for d in config_differences(config_from_yaml(state["config"], f"{path} (stored config)"), st.cfg)
+             if d.split(":")[0] not in RUN_LENGTH_KEYS]
     if diffs:
         raise CheckpointError(f"{path} was written with other adapt settings ({'; '.join(diffs[:6])}); resume with "
                               "the same settings or adapt into a new --out")
