@@ -46,6 +46,7 @@ from posekit.codecs.body3d import (  # the 3-D box, flip, crop and output <-> ca
     process_bbox,
 )
 from posekit.data.images import ImageReader
+from posekit.data.seeded import SeededDataset
 from posekit.errors import ConfigError, DataError
 
 # Names that differ between skeletons for the same joint (official MPII -> H36M correspondence by name).
@@ -232,7 +233,7 @@ def encode_joints(joints_img: np.ndarray, vis: np.ndarray, root_depth: float, ma
 # Datasets
 
 
-class Body3DDataset(Dataset):
+class Body3DDataset(SeededDataset):
     """records -> dict(image [3,H,W], coord [J,3], vis [J,1], have_depth [1], meta), 3DMPPE crops and targets.
 
     `flip_pairs` index the records' joint list (the 3-D set's). With `train` and an `augment`, each item draws its
@@ -266,17 +267,6 @@ class Body3DDataset(Dataset):
         self.seed = int(seed)
         self.epoch = 0
         self.reader = ImageReader(cache_size=cache_size, reduced_decoding=False, bgra=False)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation stream of `epoch`."""
-        self.epoch = int(epoch)
-
-    def rng(self, index: int) -> np.random.Generator:
-        """The Generator of item `index` in the current epoch."""
-        return np.random.default_rng([self.seed, self.epoch, int(index)])
 
     def sample(self, index: int) -> dict[str, Any]:
         """Item `index` as numpy: crop (RGB float32 0..255), coords, vis, matrix, augmentation."""

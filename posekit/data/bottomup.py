@@ -29,12 +29,12 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from posekit.codecs import base as codec_base
 from posekit.codecs.associative_embedding import AssociativeEmbeddingCodec, kpt_affine, whole_image_transform
 from posekit.data.coco import load_coco, read_json
 from posekit.data.images import ImageReader
+from posekit.data.seeded import SeededDataset
 from posekit.errors import ConfigError, DataError
 from posekit.skeletons import Skeleton
 
@@ -169,7 +169,7 @@ def color_jitter(rgb: np.ndarray, rng: np.random.Generator, aug: BottomUpAugment
     return np.clip(out, 0, 1).astype(np.float32)
 
 
-class BottomUpDataset(Dataset):
+class BottomUpDataset(SeededDataset):
     """ImageRecords + AE codec -> (input [3,H,W] float32, {"heatmaps" [K,h,w], "masks" [h,w], "refs" [P,K,2]}, meta)."""
 
     def __init__(self, records: Sequence[ImageRecord], codec: AssociativeEmbeddingCodec, skeleton: Skeleton,
@@ -191,17 +191,6 @@ class BottomUpDataset(Dataset):
         for i, rec in enumerate(self.records):
             if rec.keypoints.ndim != 3 or rec.keypoints.shape[1:] != (k, 3):
                 raise DataError(f"record {i} ({rec.image_path}): keypoints {rec.keypoints.shape}, expected [P, {k}, 3]")
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation stream of `epoch`."""
-        self.epoch = int(epoch)
-
-    def rng(self, index: int) -> np.random.Generator:
-        """The Generator of sample `index` in the current epoch."""
-        return np.random.default_rng([self.seed, self.epoch, int(index)])
 
     def sample(self, index: int) -> BottomUpSample:
         """Build item `index` as numpy arrays."""

@@ -17,13 +17,14 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Sampler
 
 from posekit import geometry
 from posekit.codecs.base import IMAGENET_MEAN, IMAGENET_STD
 from posekit.data.augment import Augmentation, AugmentConfig, jitter_colors, sample_augmentation
 from posekit.data.images import ImageReader, max_reduction, reduction_matrix
 from posekit.data.records import PoseRecord
+from posekit.data.seeded import SeededDataset
 from posekit.errors import DataError
 from posekit.skeletons import Skeleton
 
@@ -64,7 +65,7 @@ class Sample:
     image_size: tuple[int, int]
 
 
-class TopDownDataset(Dataset):
+class TopDownDataset(SeededDataset):
     """records + codec -> (crop [3,H,W] float32, target [C,h,w], target_weight [K,1], meta dict).
 
     The crop is cut with `geometry.affine_matrix(..., kind=codec.affine)`; the joints go through the same matrix
@@ -116,17 +117,6 @@ class TopDownDataset(Dataset):
                                 f"expected ({k}, 3) for skeleton {skeleton.name!r}")
         self._flip_index = skeleton.flip_index
         self._joint_weights = np.asarray(skeleton.joint_weights, dtype=np.float32)[:, None]
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation stream of `epoch` (call before each epoch, as DistributedSampler)."""
-        self.epoch = int(epoch)
-
-    def rng(self, index: int) -> np.random.Generator:
-        """The Generator of sample `index` in the current epoch."""
-        return np.random.default_rng([self.seed, self.epoch, int(index)])
 
     @contextmanager
     def _timed(self, stage: str) -> Iterator[None]:
