@@ -131,13 +131,8 @@ def run_demo(out_dir: str | os.PathLike = "out/demo", data_dir: str | os.PathLik
     evaluations (None: the config's TRAIN.VAL_EVERY_MINUTES; 0 disables them); on_event(kind, info): "data",
     "model", "eval", "final". Returns what metrics.json holds plus the curve and file paths.
     """
-    from posekit.data.images import read_image
-    from posekit.engine import checkpoint as ckpt
     from posekit.engine.spec import model_spec
-    from posekit.engine.tasks import task_for
     from posekit.engine.train import autocast_dtype, fit
-    from posekit.modelspec import weights_file
-    from posekit.vis import draw_results, plot_curve
 
     def event(kind: str, info: dict) -> None:
         if on_event is not None:
@@ -165,14 +160,7 @@ def run_demo(out_dir: str | os.PathLike = "out/demo", data_dir: str | os.PathLik
                            "ap": info["metrics"]["AP"]})
 
     trained = fit(cfg, out, progress=progress, on_event=fit_event, device="cpu")
-    task = task_for(cfg)
-    built = task.build(cfg)
-    weights = trained["final_weights"] or trained["last_weights"]
-    from posekit.engine.test import load_weights
-
-    load_weights(built.model, weights, cfg)
-    ckpt.atomic_save(weights_file(built.model.state_dict(), spec), out / "model.pth")
-
+    task, built = _final_model(cfg, trained, spec, out)
     start = time.perf_counter()
     metrics, results = task.evaluate(cfg, built.model, built, torch.device("cpu"))
     eval_seconds = time.perf_counter() - start
@@ -185,6 +173,30 @@ def run_demo(out_dir: str | os.PathLike = "out/demo", data_dir: str | os.PathLik
     event("final", {**final_point, "ap": metrics["AP"]})
 
     gt = json.loads(Path(cfg.DATASET.TEST_ANN).read_text())
+    summary = _summary(cfg, spec, trained, metrics, gt, eval_seconds, target, seed)
+    files = _write_files(out, cfg, spec, summary, curve, results, gt, built, target, num_pictures)
+    summary["total_seconds"] = time.perf_counter() - wall
+    return {**summary, "curve": curve, "data": splits, "out_dir": str(out), "files": files}
+
+
+def _final_model(cfg: Any, trained: dict[str, Any], spec: Any, out: Path) -> tuple[Any, Any]:
+    """(task, built network with the run's final weights loaded); the weights go to out/model.pth with their spec."""
+    from posekit.engine import checkpoint as ckpt
+    from posekit.engine.tasks import task_for
+    from posekit.engine.test import load_weights
+    from posekit.modelspec import weights_file
+
+    task = task_for(cfg)
+    built = task.build(cfg)
+    load_weights(built.model, trained["final_weights"] or trained["last_weights"], cfg)
+    ckpt.atomic_save(weights_file(built.model.state_dict(), spec), out / "model.pth")
+    return task, built
+
+
+def _summary(cfg: Any, spec: Any, trained: dict[str, Any], metrics: dict[str, float], gt: dict[str, Any],
+             eval_seconds: float, target: float | None, seed: int) -> dict[str, Any]:
+    """What metrics.json holds: the held-out metrics, the training budget and rate, the model and the settings."""
+    iterations = int(trained["iteration"])
     batch = cfg.TRAIN.BATCH_SIZE_PER_GPU
     summary: dict[str, Any] = dict(metrics)
     summary.update({
@@ -199,18 +211,24 @@ def run_demo(out_dir: str | os.PathLike = "out/demo", data_dir: str | os.PathLik
         "timing": "train_minutes counts the training loop only (batch loading, forward, backward, optimizer "
                   "steps); data generation and held-out evaluations are not counted",
     })
+    return summary
+
+
+def _write_files(out: Path, cfg: Any, spec: Any, summary: dict[str, Any], curve: list[dict], results: list[dict],
+                 gt: dict[str, Any], built: Any, target: float | None, num_pictures: int) -> dict[str, Any]:
+    """metrics.json, curve.json / .png, results.json and the prediction pictures; their paths."""
+    from posekit.data.images import read_image
+    from posekit.vis import draw_results, plot_curve
+
     (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "curve.json").write_text(json.dumps(curve, indent=1) + "\n")
     (out / "results.json").write_text(json.dumps(results))
     title = (f"{spec.name} ({spec.codec}, {spec.input_size[1]}x{spec.input_size[0]}), "
-             f"{torch.get_num_threads()} threads: final AP {metrics['AP']:.3f}")
+             f"{torch.get_num_threads()} threads: final AP {summary['AP']:.3f}")
     curve_png = plot_curve(curve, out / "curve.png", title=title, target=target)
     shown = gt["images"][:num_pictures]
     pixels = [read_image(Path(cfg.DATASET.TEST_IMAGES) / img["file_name"]) for img in shown]
     pictures = draw_results(results, shown, pixels, built.skeleton, out / "predictions", grid=out / "predictions.png")
-    summary["total_seconds"] = time.perf_counter() - wall
-    return {**summary, "curve": curve, "data": splits, "out_dir": str(out),
-            "files": {"weights": str(out / "model.pth"), "config": str(out / "config.yaml"),
-                      "metrics": str(out / "metrics.json"), "curve_png": str(curve_png),
-                      "curve_json": str(out / "curve.json"), "results": str(out / "results.json"),
-                      "pictures": [str(p) for p in pictures]}}
+    return {"weights": str(out / "model.pth"), "config": str(out / "config.yaml"),
+            "metrics": str(out / "metrics.json"), "curve_png": str(curve_png), "curve_json": str(out / "curve.json"),
+            "results": str(out / "results.json"), "pictures": [str(p) for p in pictures]}
