@@ -1,4 +1,5 @@
-"""The one seeded-dataset base of the top-down, bottom-up and 3-D datasets: reproducible per-item randomness."""
+"""The one seeded-dataset base of the top-down, bottom-up and 3-D datasets (reproducible per-item randomness), and
+the base of datasets that wrap another one."""
 
 from __future__ import annotations
 
@@ -27,3 +28,17 @@ class SeededDataset(Dataset):
     def rng(self, index: int) -> np.random.Generator:
         """The Generator of item `index` in the current epoch."""
         return np.random.default_rng([self.seed, self.epoch, int(index)])
+
+
+class WrappedDataset(Dataset):
+    """A dataset over another one (`self.dataset`): same length and epoch; subclasses change its items."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation of `epoch`."""
+        self.dataset.set_epoch(epoch)

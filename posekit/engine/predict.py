@@ -9,7 +9,8 @@ OKS-NMS) and metrics;
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,21 @@ def collate(batch: Sequence[tuple]) -> tuple[torch.Tensor, torch.Tensor, torch.T
     return crops, targets, weights, meta
 
 
+@contextmanager
+def evaluating(model: nn.Module, total: int, progress: Callable[..., Any] | None = None) -> Iterator[Any]:
+    """`model` in eval mode (its mode restored after) with a progress bar over `total` boxes (None without
+    `progress`, a tqdm-like factory): the frame of every prediction loop over a test set."""
+    was_training = model.training
+    model.eval()
+    bar = progress(total=total, desc="predict", unit="box") if progress else None
+    try:
+        yield bar
+    finally:
+        if bar is not None:
+            bar.close()
+        model.train(was_training)
+
+
 def predict(model: nn.Module, dataset: Any, codec: Any, flip_test: bool = True,
             flip_index: Sequence[int] | np.ndarray | None = None, batch_size: int = 32, workers: int = 0,
             device: str | torch.device | None = None, color_rgb: bool = True,
@@ -72,12 +88,9 @@ def predict(model: nn.Module, dataset: Any, codec: Any, flip_test: bool = True,
     fidx = np.asarray(flip_index) if flip_test else None
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate,
                         pin_memory=device.type == "cuda")
-    was_training = model.training
-    model.eval()
     run = torch_runner(model)
-    bar = progress(total=len(dataset), desc="predict", unit="box") if progress else None
     kpts, ids, box_scores, centers, sizes, ann_ids = [], [], [], [], [], []
-    try:
+    with evaluating(model, len(dataset), progress) as bar:
         for crops, _, _, meta in loader:
             out = forward_flip(run, crops.to(device, non_blocking=True), codec, fidx, color_rgb)
             coords, scores = codec.decode(out)
@@ -91,10 +104,6 @@ def predict(model: nn.Module, dataset: Any, codec: Any, flip_test: bool = True,
             ann_ids.append(meta["ann_id"])
             if bar is not None:
                 bar.update(len(crops))
-    finally:
-        if bar is not None:
-            bar.close()
-        model.train(was_training)
     return Predictions(keypoints=np.concatenate(kpts).astype(np.float32), image_ids=np.concatenate(ids),
                        box_scores=np.concatenate(box_scores).astype(np.float64),
                        centers=np.concatenate(centers), sizes=np.concatenate(sizes), ann_ids=np.concatenate(ann_ids))

@@ -23,6 +23,7 @@ default (f = 1500 px, c = image centre).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -69,6 +70,17 @@ def resolved_config(cfg: Config) -> Config:
     if cfg.BODY3D.INPUT_NORM not in ("standard", "official_255"):
         raise ConfigError(f"BODY3D.INPUT_NORM in {cfg.source}: expected standard or official_255, got "
                           f"{cfg.BODY3D.INPUT_NORM!r}")
+    b = cfg.BODY3D
+    if not 0.0 < b.TRAIN_2D_SHARE < 1.0:
+        raise ConfigError(f"BODY3D.TRAIN_2D_SHARE in {cfg.source}: expected a fraction of each epoch in (0, 1), got "
+                          f"{b.TRAIN_2D_SHARE}")
+    if len(b.FOCAL) not in (0, 1, 2) or any(not (v > 0 and math.isfinite(v)) for v in b.FOCAL):
+        raise ConfigError(f"BODY3D.FOCAL in {cfg.source}: expected [] or [f] or [fx, fy] px > 0, got {b.FOCAL}")
+    if not (b.FOCAL_PER_WIDTH >= 0 and math.isfinite(b.FOCAL_PER_WIDTH)):
+        raise ConfigError(f"BODY3D.FOCAL_PER_WIDTH in {cfg.source}: expected >= 0 (0 = unknown), got "
+                          f"{b.FOCAL_PER_WIDTH}")
+    if not (b.ROOT_BOX_SIZE > 0 and math.isfinite(b.ROOT_BOX_SIZE)):
+        raise ConfigError(f"BODY3D.ROOT_BOX_SIZE in {cfg.source}: expected mm > 0, got {b.ROOT_BOX_SIZE}")
     if cfg.BODY3D.PROTOCOL not in (1, 2):
         raise ConfigError(f"BODY3D.PROTOCOL in {cfg.source}: expected 1 or 2, got {cfg.BODY3D.PROTOCOL}")
     if cfg.DATASET.SKELETON:
@@ -104,8 +116,9 @@ def _need(path: Path, key: str) -> Path:
     return path
 
 
-def load_records_3d(cfg: Config, split: str) -> list[Body3DRecord]:
-    """Body3DRecords of the train or test split of a 3-D config."""
+def load_records_3d(cfg: Config, split: str, aspect_ratio: float = 1.0) -> list[Body3DRecord]:
+    """Body3DRecords of the train or test split of a 3-D config (synthetic boxes grown to `aspect_ratio`, the
+    network input's w / h; the H36M formats keep the official square boxes)."""
     from posekit.data.h36m import load_h36m, load_h36m_mmpose, load_synth3d
 
     cfg = resolved_config(cfg)
@@ -123,7 +136,7 @@ def load_records_3d(cfg: Config, split: str) -> list[Body3DRecord]:
         return load_h36m_mmpose(_need(Path(ann), ann_key), _need(Path(cfg.BODY3D.CAMERAS), "BODY3D.CAMERAS"), root)
     ann_path = Path(ann) if ann else Path(d.ROOT) / (d.TRAIN_SET if split == "train" else d.TEST_SET) / \
         "annotations.json"
-    return load_synth3d(_need(ann_path, ann_key), images or None)
+    return load_synth3d(_need(ann_path, ann_key), images or None, aspect_ratio)
 
 
 def load_records_2d(cfg: Config, skeleton: Any, aspect_ratio: float) -> list[Body3DRecord]:
@@ -135,7 +148,7 @@ def load_records_2d(cfg: Config, skeleton: Any, aspect_ratio: float) -> list[Bod
     if fmt not in ("coco", "mpii"):
         raise ConfigError(f"BODY3D.TRAIN_2D_FORMAT in {cfg.source}: expected '', coco or mpii, got {fmt!r}")
     ann = _need(Path(b.TRAIN_2D_ANN), "BODY3D.TRAIN_2D_ANN")
-    images = b.TRAIN_2D_IMAGES or str(ann.parent)
+    images = b.TRAIN_2D_IMAGES or str(ann.parent / "images" if (ann.parent / "images").is_dir() else ann.parent)
     recs, sk2d = load_mpii(ann, images) if fmt == "mpii" else load_coco(ann, images, train=True)
     return records_from_2d(recs, sk2d.keypoints, skeleton.keypoints, aspect_ratio)
 
@@ -148,12 +161,12 @@ def body3d_augment(cfg: Config) -> Body3DAugment:
 
 
 def make_dataset(records: Sequence[Body3DRecord], built: Built, train: bool, augment: Body3DAugment | None = None,
-                 seed: int = 0) -> Body3DDataset:
+                 seed: int = 0, cache_size: int = 8) -> Body3DDataset:
     """A Body3DDataset with the network's sizes, depth bins and input normalisation."""
     c = built.codec
     return Body3DDataset(records, built.skeleton.flip_pairs, input_size=c.input_size, output_size=c.output_size,
                          depth_dim=c.depth_dim, bbox_3d_depth=c.bbox_3d_depth, augment=augment, train=train,
-                         input_norm=c.input_norm, seed=seed)
+                         input_norm=c.input_norm, seed=seed, cache_size=cache_size)
 
 
 def body3d_criterion() -> Criterion:
@@ -168,15 +181,14 @@ def predict_coords(model: nn.Module, dataset: Any, flip_pairs: Sequence[Sequence
                    batch_size: int = 32, workers: int = 0, device: str | torch.device | None = None,
                    progress: Callable[..., Any] | None = None) -> tuple[np.ndarray, dict[str, list]]:
     """Soft-argmax coords [N,J,3] (output px, bins) of a test Body3DDataset, flip-tested when flip_pairs is given."""
+    from posekit.engine.predict import evaluating
+
     device = torch.device(device) if device is not None else next(model.parameters()).device
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                         collate_fn=collate_body3d)
-    was_training = model.training
-    model.eval()
     out_w = int(dataset.output_size[0])
     coords, meta_all = [], {}
-    bar = progress(total=len(dataset), desc="predict", unit="box") if progress else None
-    try:
+    with evaluating(model, len(dataset), progress) as bar:
         for images, _, meta in loader:
             x = images.to(device)
             c = model(x).float().cpu().numpy()
@@ -188,10 +200,6 @@ def predict_coords(model: nn.Module, dataset: Any, flip_pairs: Sequence[Sequence
                 meta_all.setdefault(k, []).extend(v)
             if bar is not None:
                 bar.update(len(images))
-    finally:
-        if bar is not None:
-            bar.close()
-        model.train(was_training)
     return np.concatenate(coords).astype(np.float32), meta_all
 
 
@@ -258,15 +266,17 @@ class Body3DTask(Task):
         return estimate_3d(est, images, boxes, scores)
 
     def train_dataset(self, cfg: Config, built: Built) -> Any:
-        recs = load_records_3d(cfg, "train")
+        recs = load_records_3d(cfg, "train", built.codec.aspect_ratio)
         if not recs:
             raise ConfigError(f"no training people found for {cfg.DATASET.TRAIN_ANN or cfg.DATASET.ROOT}")
-        ds3 = make_dataset(recs, built, True, body3d_augment(cfg), cfg.TRAIN.SEED)
+        cache = cfg.DATASET.IMAGE_CACHE
+        ds3 = make_dataset(recs, built, True, body3d_augment(cfg), cfg.TRAIN.SEED, cache)
         if not cfg.BODY3D.TRAIN_2D_FORMAT:
             return ds3
         recs2 = load_records_2d(resolved_config(cfg), built.skeleton, built.codec.aspect_ratio)
-        ds2 = make_dataset(recs2, built, True, body3d_augment(cfg), cfg.TRAIN.SEED + 1)
-        return MixedDataset([ds3, ds2], seed=cfg.TRAIN.SEED)
+        ds2 = make_dataset(recs2, built, True, body3d_augment(cfg), cfg.TRAIN.SEED + 1, cache)
+        share = cfg.BODY3D.TRAIN_2D_SHARE
+        return MixedDataset([ds3, ds2], seed=cfg.TRAIN.SEED, shares=[1.0 - share, share])
 
     def collate(self, items: Sequence[Any]) -> Batch:
         images, targets, meta = collate_body3d(items)
@@ -280,7 +290,7 @@ class Body3DTask(Task):
                  ) -> tuple[dict[str, float], list[dict]]:
         """MPJPE over the split's ground-truth boxes (`boxes`, a detections file, is not used)."""
         rcfg = resolved_config(cfg)
-        recs = load_records_3d(rcfg, "train" if split == "train" else "test")
+        recs = load_records_3d(rcfg, "train" if split == "train" else "test", built.codec.aspect_ratio)
         if not recs:
             raise DataError(f"no test people found for {cfg.DATASET.TEST_ANN or cfg.DATASET.ROOT}")
         ds = make_dataset(recs, built, train=False)

@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 from posekit.config import Config
+from posekit.data.seeded import WrappedDataset
 from posekit.engine.tasks.base import Built, Criterion
 from posekit.engine.tasks.topdown import TopDownTask
 from posekit.errors import ConfigError, DataError
@@ -63,18 +63,8 @@ def build_prtr(cfg: Config) -> Built:
     return Built(model=model, codec=codec, skeleton=skeletons.get(spec.skeleton), spec=spec)
 
 
-class OfficialBGR(Dataset):
+class OfficialBGR(WrappedDataset):
     """Items of a TopDownDataset with the crop re-expressed as the official COLOR_RGB=False input."""
-
-    def __init__(self, dataset: Any) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation of `epoch`."""
-        self.dataset.set_epoch(epoch)
 
     def __getitem__(self, index: int) -> tuple:
         from posekit.engine.predict import rgb_to_official_bgr

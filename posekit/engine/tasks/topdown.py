@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from posekit.config import Config
+from posekit.data.seeded import WrappedDataset
 from posekit.engine.tasks.base import Batch, Built, Criterion, Task
 from posekit.errors import ConfigError, DataError
 
@@ -26,19 +27,12 @@ def kernel_sigma(kernel: int) -> float:
     return 0.3 * ((kernel - 1) * 0.5 - 1) + 0.8
 
 
-class UnitTargets(torch.utils.data.Dataset):
+class UnitTargets(WrappedDataset):
     """A TopDownDataset whose items also carry one target per unit codec (MSPN coarse-to-fine supervision)."""
 
     def __init__(self, dataset: Any, codecs: Sequence[Any]) -> None:
-        self.dataset = dataset
+        super().__init__(dataset)
         self.codecs = list(codecs)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation of `epoch`."""
-        self.dataset.set_epoch(epoch)
 
     def __getitem__(self, index: int) -> tuple:
         crop, target, weight, meta = self.dataset[index]
