@@ -366,24 +366,48 @@ def float32_outputs(outputs: Any) -> Any:
     return outputs
 
 
+@dataclass
+class StepHooks:
+    """What a caller of `train_one_epoch` hooks into each step (each optional).
+
+    set_lr(iteration) before the step; after_step(step, iteration, loss, logs, batch, outputs) -> stop reason or
+    'completed'; all_finite(loss) -> bool (default: torch.isfinite on this process); on_skip(step, [(index, message)])
+    for the items SkipBadSamples dropped from a batch.
+    """
+
+    set_lr: Callable[[int], None] | None = None
+    after_step: Callable[[int, int, torch.Tensor, dict[str, float], Batch, Any], str] | None = None
+    all_finite: Callable[[torch.Tensor], bool] | None = None
+    on_skip: Callable[[int, list], None] | None = None
+
+
+@dataclass
+class StepSettings:
+    """How each step runs: AMP (use_amp, with a GradScaler `scaler` on CUDA fp16), gradient clipping, NHWC batches
+    (`channels_last`: with a channels_last model ~1.3x faster CPU training with oneDNN), `prefetch` > 0 batches
+    prepared ahead in a background thread."""
+
+    use_amp: bool = False
+    scaler: Any = None
+    clip_max_norm: float = 0.0
+    channels_last: bool = False
+    prefetch: int = 0
+
+
 def train_one_epoch(model: nn.Module, criterion: Criterion, loader: Any, optimizer: torch.optim.Optimizer, *,
-                    device: torch.device, epoch: int, start_step: int = 0, iteration: int = 0, scaler: Any = None,
-                    clip_max_norm: float = 0.0, use_amp: bool = False, set_lr: Callable[[int], None] | None = None,
-                    after_step: Callable[[int, int, torch.Tensor, dict[str, float], Batch, Any], str] | None = None,
-                    all_finite: Callable[[torch.Tensor], bool] | None = None,
-                    on_skip: Callable[[int, list], None] | None = None,
-                    channels_last: bool = False, prefetch: int = 0) -> tuple[str, int, int]:
+                    device: torch.device, epoch: int, start_step: int = 0, iteration: int = 0,
+                    hooks: StepHooks | None = None, settings: StepSettings | None = None) -> tuple[str, int, int]:
     """Train over `loader` (Batches) from `start_step`; returns (stop reason or 'completed', last step + 1, iteration).
 
-    Each step: LR (set_lr), forward (autocast when use_amp), loss (in float32), non-finite check (TrainingError),
-    backward, clipping, optimizer step; then `after_step(step, iteration, loss, logs, batch, outputs)` says whether to
-    stop. Items skipped by SkipBadSamples are reported to `on_skip(step, [(index, message)])`; `channels_last` feeds
-    NHWC batches (with a channels_last model: ~1.3x faster CPU training with oneDNN); `prefetch` > 0 prepares that
-    many batches ahead in a background thread.
+    Each step: LR (hooks.set_lr), forward (autocast with settings.use_amp), loss (in float32), non-finite check
+    (TrainingError), backward, clipping, optimizer step; then hooks.after_step says whether to stop.
     """
+    h, s = hooks or StepHooks(), settings or StepSettings()
+    set_lr, after_step, all_finite, on_skip = h.set_lr, h.after_step, h.all_finite, h.on_skip
+    use_amp, channels_last = s.use_amp, s.channels_last
     step = start_step - 1
     stop = "completed"
-    batches = prefetched(loader, prefetch)
+    batches = prefetched(loader, s.prefetch)
     try:
         while True:
             try:
@@ -409,7 +433,7 @@ def train_one_epoch(model: nn.Module, criterion: Criterion, loader: Any, optimiz
             if not finite:
                 raise TrainingError(f"non-finite loss ({float(loss.detach()):.4g}) at epoch {epoch} step {step} "
                                     f"(iteration {iteration + 1})")
-            optimizer_step(loss, model, optimizer, scaler, clip_max_norm)
+            optimizer_step(loss, model, optimizer, s.scaler, s.clip_max_norm)
             iteration += 1
             if after_step is not None:
                 stop = after_step(step, iteration, loss, logs, batch, outputs)
@@ -641,9 +665,12 @@ class Run:
         try:
             reason, end_step, _ = train_one_epoch(
                 p.model, p.criterion, loader, p.optimizer, device=info.device, epoch=epoch, start_step=skip,
-                iteration=prog.iteration, scaler=p.scaler, clip_max_norm=t.CLIP_MAX_NORM, use_amp=self.amp,
-                set_lr=self.set_lr, after_step=after_step, all_finite=lambda x: _all_finite(x, info), on_skip=self.skip,
-                channels_last=t.CHANNELS_LAST, prefetch=t.PREFETCH if self.cfg.WORKERS == 0 else 0)
+                iteration=prog.iteration,
+                hooks=StepHooks(set_lr=self.set_lr, after_step=after_step, all_finite=lambda x: _all_finite(x, info),
+                                on_skip=self.skip),
+                settings=StepSettings(use_amp=self.amp, scaler=p.scaler, clip_max_norm=t.CLIP_MAX_NORM,
+                                      channels_last=t.CHANNELS_LAST,
+                                      prefetch=t.PREFETCH if self.cfg.WORKERS == 0 else 0))
         except TrainingError as e:
             ckpt = self.out / "checkpoint.pth"
             kept = (f"the last good checkpoint is {ckpt}" if ckpt.is_file() else

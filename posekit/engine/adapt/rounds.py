@@ -121,7 +121,7 @@ def progress(st: Setup, s: State, steps: int) -> float:
 
 def _train_epoch(st: Setup, s: State, optimizer: torch.optim.Optimizer, batches: JointBatches, limits: Any) -> str:
     """Train the rest of the epoch through the engine's train_one_epoch; returns the stop reason or 'completed'."""
-    from posekit.engine.train import train_one_epoch
+    from posekit.engine.train import StepHooks, StepSettings, train_one_epoch
 
     a, steps = st.a, batches.steps()
     criterion = adapt_criterion(a.beta if a.method == "wscda" else 1.0, a.w1)
@@ -146,8 +146,9 @@ def _train_epoch(st: Setup, s: State, optimizer: torch.optim.Optimizer, batches:
     st.net.train()
     try:
         stop, _, _ = train_one_epoch(st.net, criterion, batches, optimizer, device=st.device, epoch=s.epoch,
-                                     start_step=s.epoch_step, iteration=s.iteration, set_lr=set_lr,
-                                     after_step=after_step, use_amp=st.amp, channels_last=st.channels_last)
+                                     start_step=s.epoch_step, iteration=s.iteration,
+                                     hooks=StepHooks(set_lr=set_lr, after_step=after_step),
+                                     settings=StepSettings(use_amp=st.amp, channels_last=st.channels_last))
     finally:
         batches.on_batch = None
         st.net.sizes = []
