@@ -31,12 +31,13 @@ errors, handled per `on_error`), which is the one exception to "inference import
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import cv2
 import numpy as np
@@ -52,8 +53,9 @@ from posekit.runtime.sources import (
     boxes_for,
     collect_inputs,
     count_boxes,
+    display_name,
+    iter_video,
     read_detections,
-    read_video,
     video_info,
 )
 from posekit.runtime.topdown import IMAGENET_MEAN, IMAGENET_STD, crop_boxes, predict_crops
@@ -377,8 +379,15 @@ class PoseEstimator:
                 if not frames:
                     continue
                 try:
-                    for f, rgb in enumerate(read_video(path)):
-                        pending.append((path, rgb, boxes_for(boxes, path, rgb, f), f))
+                    for vf in iter_video(path):  # the video's own frame indices; undecodable frames reported
+                        if vf.rgb is None:
+                            yield from flush()
+                            if on_error == "stop":
+                                raise DataError(vf.error)
+                            yield Result(path, None, [], frame=vf.index, error=vf.error, index=counter[0])
+                            counter[0] += 1
+                            continue
+                        pending.append((path, vf.rgb, boxes_for(boxes, path, vf.rgb, vf.index), vf.index))
                         if full():
                             yield from flush()
                 except DataError as e:
@@ -448,40 +457,60 @@ class PoseEstimator:
 
 
 class ResultsWriter:
-    """A COCO results JSON list written as results come: each entry flushed; `close()` ends the list.
+    """A COCO results JSON list written as results come; the file on disk is a valid JSON list at every moment.
 
-    Used as a context manager, the file is a valid JSON list of what was written even when the loop inside is
-    interrupted (Ctrl-C) or fails.
+    Each write replaces the closing bracket with the new entries and a new closing bracket in one positioned
+    write (`os.pwrite`, one system call), so the file holds the entries written so far whatever stops the
+    process: an exception, Ctrl-C, or SIGKILL. `close()` only closes the file.
     """
+
+    END = b"\n]\n"
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f: TextIO | None = open(self.path, "w")  # noqa: SIM115 - closed in close()
-        self._f.write("[")
-        self._f.flush()
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        os.write(self._fd, b"[" + self.END)
+        self._end = 1  # where the closing bracket starts
         self.count = 0
 
     def write(self, entries: Iterable[dict[str, Any]]) -> None:
-        """Append entries and flush."""
-        assert self._f is not None, "ResultsWriter is closed"
-        for e in entries:
-            self._f.write(("," if self.count else "") + "\n" + json.dumps(e))
-            self.count += 1
-        self._f.flush()
+        """Append entries (one positioned write that also moves the closing bracket)."""
+        assert self._fd is not None, "ResultsWriter is closed"
+        parts = [(b",\n" if self.count + i else b"\n") + _json_bytes(e) for i, e in enumerate(entries)]
+        if not parts:
+            return
+        data = b"".join(parts)
+        os.pwrite(self._fd, data + self.END, self._end)
+        self._end += len(data)
+        self.count += len(parts)
 
     def close(self) -> None:
-        """End the JSON list and close the file (idempotent)."""
-        if self._f is not None:
-            self._f.write("\n]\n")
-            self._f.close()
-            self._f = None
+        """Close the file (idempotent); its content is already a complete JSON list."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> ResultsWriter:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _json_bytes(entry: dict[str, Any]) -> bytes:
+    """Strict JSON of one entry: a NaN / infinite number (a diverged network) is written as null, not as NaN."""
+    try:
+        return json.dumps(entry, allow_nan=False).encode()
+    except ValueError:
+        def clean(v: Any) -> Any:
+            if isinstance(v, float):
+                return v if np.isfinite(v) else None
+            if isinstance(v, dict):
+                return {k: clean(x) for k, x in v.items()}
+            return [clean(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+        return json.dumps(clean(entry)).encode()
 
 
 def draw_poses(image_rgb: np.ndarray, poses: Iterable[Pose], skeleton: Skeleton, threshold: float = 0.3,
@@ -564,6 +593,11 @@ def load_image_ids(path: str | Path) -> dict[str, int]:
         raise DataError(f"--gt-images {path}: expected a COCO JSON with images[{{id, file_name}}] ({e})") from None
 
 
+def output_stem(path: Path) -> str:
+    """The stem of an input as a valid UTF-8 file name for its outputs (undecodable bytes become U+FFFD)."""
+    return os.fsencode(path.stem).decode("utf-8", "replace")
+
+
 def unique_path(folder: Path, stem: str, suffix: str, used: set[str]) -> Path:
     """folder/stem+suffix, with _1, _2... appended when that name was already written in this run."""
     name, n = f"{stem}{suffix}", 0
@@ -619,11 +653,19 @@ class _Folder:
         self.used: set[str] = set()
         self.writers: dict[Path, Any] = {}
         self.video_base: dict[Path, int] = {}
+        self.last_drawn: dict[Path, tuple[int, np.ndarray]] = {}
         self.people = None
         if job.people is not None:
             from posekit.runtime.bottomup import people_boxes_fn
 
             self.people = people_boxes_fn(job.people)
+        if job.detections is not None and est.needs_boxes and self.people is None and self.ids:
+            if not any(i in job.detections for i in self.ids.values()):
+                shown = ", ".join(f"{p.name}: {i}" for p, i in list(self.ids.items())[:3])
+                raise DataError(f"the detections match none of the {len(self.ids)} input images: their image ids "
+                                f"({shown}, ...) are not among the {len(job.detections)} ids of the detections "
+                                f"(e.g. {sorted(job.detections)[:3]}); map file names to ids with --gt-images "
+                                "(image_ids), or name the images by their ids")
 
     def image_id(self, path: Path) -> int | None:
         """--gt-images' id of a file, else the number in its name (the last one when matching detections)."""
@@ -633,7 +675,10 @@ class _Folder:
         return digits_id(path) if self.job.detections is not None else stem_id(path)
 
     def boxes(self, path: Path, image: np.ndarray, frame: int | None) -> Any:
-        """The person boxes of an image or frame: the people estimator's, the detections', or the fixed ones."""
+        """The person boxes of an image or frame: the people estimator's, the detections', or the fixed ones (none
+        for a bottom-up model, which finds every person itself)."""
+        if not self.est.needs_boxes:
+            return None
         if self.people is not None:
             return self.people(path, image, frame)
         if frame is not None or self.job.detections is None:
@@ -665,29 +710,36 @@ class _Folder:
         results.write(r.coco(image_id))
         if not self.job.draw:
             return
-        write_png(unique_path(self.out, r.path.stem, ".png", self.used), self.drawing(r))
+        stem = output_stem(r.path)
+        write_png(unique_path(self.out, stem, ".png", self.used), self.drawing(r))
         self.report.drawn += 1
         if r.poses and all("joints_cam" in p.extra for p in r.poses):  # 3-D skeletons beside the 2-D overlay
             from posekit.vis.skeleton3d import write_skeleton_3d
 
-            write_skeleton_3d(unique_path(self.out, f"{r.path.stem}_3d", ".png", self.used),
+            write_skeleton_3d(unique_path(self.out, f"{stem}_3d", ".png", self.used),
                               [p.extra["joints_cam"] for p in r.poses], self.est.skeleton,
                               title=f"{r.path.name}: camera space (mm)")
 
     def frame(self, r: Result, results: ResultsWriter) -> None:
-        """A video frame's entries (ids continue the running index) and its drawn frame."""
+        """A video frame's entries (id = the video's first id + the frame's index in the video) and its drawn frame
+        (frames that could not be decoded are filled with the previous drawing, so the drawn video keeps time)."""
         if r.path not in self.video_base:
             self.video_base[r.path] = self.next_index
             if self.job.draw:
                 suffix = r.path.suffix.lower() if r.path.suffix.lower() in (".avi", ".mp4") else ".mp4"
-                target = unique_path(self.out, f"{r.path.stem}_pose", suffix, self.used)
+                target = unique_path(self.out, f"{output_stem(r.path)}_pose", suffix, self.used)
                 self.writers[r.path] = video_writer(target, video_info(r.path)[0], (r.image.shape[1], r.image.shape[0]))
                 self.report.drawn += 1
-        self.next_index += 1
+        self.next_index = max(self.next_index, self.video_base[r.path] + r.frame + 1)
         self.report.frames += 1
         results.write(r.coco(self.video_base[r.path] + r.frame))
         if r.path in self.writers:
-            self.writers[r.path].write(np.ascontiguousarray(self.drawing(r)[:, :, ::-1]))
+            drawn = np.ascontiguousarray(self.drawing(r)[:, :, ::-1])
+            last, previous = self.last_drawn.get(r.path, (r.frame - 1, drawn))
+            for _ in range(last + 1, r.frame):
+                self.writers[r.path].write(previous)
+            self.writers[r.path].write(drawn)
+            self.last_drawn[r.path] = (r.frame, drawn)
 
     def close(self) -> None:
         for w in self.writers.values():
@@ -697,16 +749,70 @@ class _Folder:
 def infer_to_folder(est: PoseEstimator, job: InferJob, progress: Callable[[], None] | None = None,
                     report: InferReport | None = None) -> InferReport:
     """`posekit infer`: the poses of job.inputs streamed to <out>/keypoints.json (COCO results: a valid JSON list of
-    what was done even after Ctrl-C or a stop on a bad input) with drawn images and videos.
+    what was done whatever stops the run: an error, Ctrl-C, SIGKILL) with drawn images and videos.
 
-    Image ids: --gt-images' (`job.image_ids`), else the number in the file name, else a running index; video frames
-    get running indices. `progress()` is called once per image done (or skipped); `report` is filled as it goes.
+    Image ids: --gt-images' (`job.image_ids`), else the number in the file name, else a running index; a video's
+    frames get ids from its first id + the frame's index in the video. `progress()` is called once per image done
+    (or skipped); `report` is filled as it goes. The output folder must not hold inputs (drawings would overwrite
+    them and a later run would read them as inputs) and is locked for the run: a second run into it is refused.
     """
     files = collect_inputs(list(job.inputs))
     if not files:
-        raise DataError(f"no images or videos found in {' '.join(str(i) for i in job.inputs)}")
+        raise DataError(f"no images or videos found in {' '.join(display_name(i) for i in job.inputs)}")
     out = Path(job.out)
+    lock = claim_output_folder(out, [*job.inputs, *files])
+    try:
+        return _infer_files(est, job, files, out, progress, report)
+    finally:
+        os.close(lock)  # the lock file stays: it marks the folder as a posekit infer output
+
+
+OUTPUT_MARK = ".posekit-infer.lock"  # in every `posekit infer` output folder; held (flock) while a run writes there
+
+
+def claim_output_folder(out: Path, inputs: Sequence[str | Path]) -> int:
+    """`check_output_folder`, then create the folder and hold its lock (released when this process ends, however
+    it ends). Returns the lock's file descriptor."""
+    check_output_folder(out, inputs)
     out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / OUTPUT_MARK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, the other checks still hold
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise ConfigError(f"--out {display_name(out)}: another posekit infer (pid {other}) is writing there now; "
+                          "wait for it to finish or choose another output folder") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def check_output_folder(out: str | Path, inputs: Sequence[str | Path]) -> None:
+    """ConfigError when the output folder holds an input (drawings would overwrite inputs, a later run would read
+    them as inputs) or an input lies in an earlier run's output folder (its drawings are not inputs)."""
+    out = Path(out)
+    target = out.resolve()
+    for item in inputs:
+        path = Path(item)
+        folder = path if path.is_dir() else path.parent
+        if folder.resolve() == target:
+            raise ConfigError(f"--out {display_name(out)} holds the input {display_name(path)}: drawings would "
+                              "overwrite inputs there and a later run would read them as inputs; choose another "
+                              "output folder")
+        if (folder / OUTPUT_MARK).exists():
+            raise ConfigError(f"{display_name(path)} is in the output folder of an earlier posekit infer "
+                              f"({display_name(folder)} has {OUTPUT_MARK}): its drawings are not inputs; give the "
+                              "original images")
+
+
+def _infer_files(est: PoseEstimator, job: InferJob, files: list[Path], out: Path,
+                 progress: Callable[[], None] | None, report: InferReport | None) -> InferReport:
+    """infer_to_folder's work, once the output folder is claimed."""
     report = report if report is not None else InferReport(out / "keypoints.json")
     report.videos = sum(f.suffix.lower() in VIDEO_EXTS for f in files)
     folder = _Folder(est, job, files, report)

@@ -120,11 +120,14 @@ def test_onnx_cache_reused_and_invalidated(tmp_path: Path, monkeypatch) -> None:
         return original(*args, **kwargs)
 
     monkeypatch.setattr(export_mod, "export_onnx", counting)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    cache = tmp_path / "xdg" / "posekit" / "onnx"
     model = Tiny().eval()
     weights = tmp_path / "w.pth"
     torch.save(model.state_dict(), weights)
     path, exported = backends.export_cached(model, "tiny", (16, 24), weights)
-    assert exported and path.parent == tmp_path and len(calls) == 1  # cached next to the weights
+    assert exported and path.parent == cache and len(calls) == 1  # in the user cache, not next to the weights
+    assert not list(tmp_path.glob("*.onnx"))
     stamp = path.stat().st_mtime_ns
     # another run (a fresh model with the same weights): the file is re-used, nothing exported
     again = Tiny().eval()
@@ -144,12 +147,14 @@ def test_onnx_cache_reused_and_invalidated(tmp_path: Path, monkeypatch) -> None:
     torch.save(again.state_dict(), weights)
     new, exported = backends.export_cached(again, "tiny", (16, 24), weights)
     assert exported and new != path and not path.exists() and other.exists()
-    # a read-only weights folder: the cache goes to $XDG_CACHE_HOME/posekit/onnx
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setattr(backends, "writable", lambda folder: Path(folder) != tmp_path.resolve())
-    ro, exported = backends.export_cached(again, "tiny", (16, 24), weights)
-    assert exported and ro.parent == tmp_path / "xdg" / "posekit" / "onnx"
-    assert backends.export_cached(again, "tiny", (16, 24), weights) == (ro, False)
+    # weights of the same name in another folder (another run's model_best.pth): their own files, none evicted
+    (tmp_path / "run2").mkdir()
+    torch.save(again.state_dict(), tmp_path / "run2" / "w.pth")
+    twin, exported = backends.export_cached(again, "tiny", (16, 24), tmp_path / "run2" / "w.pth")
+    assert exported and twin != new and new.exists() and twin.parent == cache
+    # --cache-dir / cache_dir: there instead
+    mine, exported = backends.export_cached(again, "tiny", (16, 24), weights, cache_dir=tmp_path / "mine")
+    assert exported and mine.parent == tmp_path / "mine"
 
 
 def test_auto_falls_back_when_the_model_does_not_export(tmp_path: Path) -> None:
@@ -271,6 +276,7 @@ def test_int8_keypoints_close_to_fp32(weights_dir: Path) -> None:
 
 
 def test_int8_cache_reused_and_invalidated(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # a cache of this test's own
     calls = []
     original = backends._quantize
 
@@ -285,7 +291,8 @@ def test_int8_cache_reused_and_invalidated(tmp_path: Path, monkeypatch) -> None:
     gen = torch.Generator().manual_seed(0)
     calib = torch.randn(6, 3, 24, 16, generator=gen)
     b = backends.create(backends.INT8, model, (16, 24), name="tiny", weights=weights, calibration=calib)
-    assert b.quantized and b.path.parent == tmp_path and len(calls) == 1  # next to the weights, like the fp32 file
+    assert b.quantized and b.path.parent == b.fp32_path.parent == tmp_path / "xdg" / "posekit" / "onnx"
+    assert len(calls) == 1  # beside the fp32 file, in the cache
     assert b.path.name.startswith(b.fp32_path.stem + ".int8.")
     x = torch.randn(3, 3, 24, 16, generator=gen)
     ref = model(x).detach()
@@ -315,7 +322,7 @@ def test_int8_cache_reused_and_invalidated(tmp_path: Path, monkeypatch) -> None:
     b5 = backends.create(backends.INT8, again, (16, 24), name="tiny", weights=weights, calibration=calib)
     assert b5.quantized and b5.exported and len(calls) == 4
     assert not b.path.exists() and not b3.path.exists() and not b4.path.exists() and b5.path.exists()
-    assert sorted(p.name for p in tmp_path.glob("*.onnx")) == sorted([b5.fp32_path.name, b5.path.name])
+    assert sorted(p.name for p in b5.path.parent.glob("*.onnx")) == sorted([b5.fp32_path.name, b5.path.name])
 
 
 def test_auto_never_picks_int8(tmp_path: Path) -> None:
@@ -324,7 +331,7 @@ def test_auto_never_picks_int8(tmp_path: Path) -> None:
     torch.save(model.state_dict(), weights)
     q = backends.create(backends.INT8, model, (16, 24), name="tiny", weights=weights,
                         calibration=torch.randn(4, 3, 24, 16))
-    assert q.path.exists()  # even with an int8 file cached next to the weights
+    assert q.path.exists()  # even with an int8 file in the cache
     auto = backends.create("auto", model, (16, 24), name="tiny", weights=weights)
     assert auto.name == "onnxruntime" and auto.path == q.fp32_path
     assert backends.INT8 in backends.KINDS

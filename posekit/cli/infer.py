@@ -62,11 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto",
                         choices=backends.KINDS,
                         help="inference backend (default auto: onnxruntime when installed and the model exports, "
-                             "exported once and cached next to the weights; else BN-folded PyTorch); "
+                             "exported once and cached (see --cache-dir); else BN-folded PyTorch); "
                              "onnxruntime-int8: opt-in int8 quantisation (faster on CPUs with VNNI, keypoints "
                              "slightly different), calibrated on --calibration or the first person crops of the "
                              "inputs; "
                              "torch-bf16: opt-in bfloat16 autocast where the CPU has native bf16 (AVX512-BF16 / AMX)")
+    parser.add_argument("--cache-dir", metavar="DIR", default=None,
+                        help="where the ONNX export (and int8 model) of the weights is cached (default "
+                             "$XDG_CACHE_HOME/posekit/onnx, i.e. ~/.cache/posekit/onnx)")
     parser.add_argument("--calibration", nargs="+", metavar="PATH",
                         help="onnxruntime-int8: images or folders of people to calibrate on (their --boxes / --box "
                              "when they are inputs too, else each whole image); default: the first network batch "
@@ -133,7 +136,7 @@ def make_estimator(args: argparse.Namespace) -> Any:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     check_device(args.device)
     return PoseEstimator(args.model, weights=args.weights, spec=spec, device=args.device, flip_test=not args.no_flip,
-                         batch_size=args.batch_size, backend=args.backend)
+                         batch_size=args.batch_size, backend=args.backend, cache_dir=args.cache_dir)
 
 
 def make_job(args: argparse.Namespace, files: list[Path]) -> Any:
@@ -152,7 +155,14 @@ def make_job(args: argparse.Namespace, files: list[Path]) -> Any:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from posekit.inference import VIDEO_EXTS, InferReport, PoseEstimator, collect_inputs, infer_to_folder
+    from posekit.inference import (
+        VIDEO_EXTS,
+        InferReport,
+        PoseEstimator,
+        check_output_folder,
+        collect_inputs,
+        infer_to_folder,
+    )
 
     if args.track:
         return run_track(args)
@@ -162,14 +172,15 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         raise DataError(f"no images or videos found in {' '.join(args.inputs)}")
     n_videos = sum(f.suffix.lower() in VIDEO_EXTS for f in files)
+    check_output_folder(args.out, [*args.inputs, *files])  # before any network is built
     job = make_job(args, files)
-    if job.detections is not None and n_videos:
-        print("posekit infer: note: --boxes applies to images only; videos use the whole frame", file=sys.stderr)
     if args.calibration and args.backend != "onnxruntime-int8":
         raise ConfigError("--calibration is for --backend onnxruntime-int8")
     est = make_estimator(args)
     if args.people_from:
         job.people = PoseEstimator(args.people_from, device=args.device, flip_test=not args.no_flip)
+    for note in box_notes(args, est, n_videos, len(files) - n_videos):
+        print(f"posekit infer: note: {note}", file=sys.stderr)
     report = InferReport(Path(args.out) / "keypoints.json")
     bar = tqdm(total=len(files) - n_videos, desc="images", unit="img", file=sys.stderr, disable=len(files) == n_videos)
     try:
@@ -184,12 +195,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def box_notes(args: argparse.Namespace, est: Any, n_videos: int, n_images: int) -> list[str]:
+    """What the user should know about where person boxes come from (said before the run)."""
+    given = "--boxes" if args.boxes else "--box" if args.box else None
+    if not est.needs_boxes:
+        return [f"{est.name} is a bottom-up model: it finds every person itself, so {given} is ignored"] if given \
+            else []
+    if args.people_from:
+        return []
+    if given is None:
+        return [f"no person boxes (--boxes / --box / --people-from): {est.name} is a top-down model and takes each "
+                "whole image and frame as ONE person; give detections for pictures of several people"]
+    if args.boxes and n_videos:
+        return [f"--boxes applies to images only; the {n_videos} videos use the whole frame as one person"]
+    return []
+
+
 def print_report(args: argparse.Namespace, est: Any, report: Any) -> None:
     """The one-line summary on stdout; skipped inputs on stderr."""
     parts = [f"{report.images} images"]
     if report.videos:
         parts.append(f"{report.videos} videos ({report.frames} frames)")
-    if args.boxes:
+    if args.boxes and est.needs_boxes and not args.people_from:
         parts.append(f"{report.without_detections} images without detections")
     if report.skipped:
         parts.append(f"{len(report.skipped)} skipped")

@@ -63,7 +63,9 @@ class Result:
 
     def coco(self, image_id: int, category_id: int = 1) -> list[dict[str, Any]]:
         """COCO keypoint results of this image/frame, with 'file_name' (and 'frame' for videos)."""
-        extra: dict[str, Any] = {"file_name": str(self.path)}
+        from posekit.runtime.sources import display_name
+
+        extra: dict[str, Any] = {"file_name": display_name(self.path)}  # valid Unicode for any file name
         if self.frame is not None:
             extra["frame"] = self.frame
         return [{**p.to_coco(image_id, category_id), **extra} for p in self.poses]

@@ -19,10 +19,12 @@ output (`posekit.runtime.main_output`, float32 on the input's device) out, with 
 
 ONNX cache. The exported file is keyed by a SHA-256 of the model's state dict (so it changes whenever the weights
 do), the model name, input size, opset, posekit and torch versions:
-`<weights folder>/<weights stem>.<model>.<w>x<h>.opset<N>.<key16>.onnx`, written atomically (temp file + rename);
-older files of the same stem/model/size/opset (stale weights) are removed when a new one is written. When the
-weights folder is not writable (or there are no weights: random init, a model passed in), the cache is
-`$XDG_CACHE_HOME/posekit/onnx/` (default ~/.cache). A cached file is re-used across runs without exporting again.
+`<cache>/<weights stem>-<path8>.<model>.<w>x<h>.opset<N>.<key16>.onnx` with <cache> = `cache_dir` (posekit infer
+--cache-dir) or `$XDG_CACHE_HOME/posekit/onnx/` (default ~/.cache), never the weights' folder (a user's or a
+repository's folder is not a cache), and <path8> a hash of the weights file's absolute path (two "model_best.pth"
+of different runs do not evict each other); written atomically (temp file + rename); older files of the same
+weights file / model / size / opset (stale weights) are removed when a new one is written. A cached file is re-used
+across runs without exporting again.
 
 Session options (`SESSION_OPTIONS`): intra-op threads = torch's thread count (so one `--threads` / torch setting
 drives both libraries), inter-op threads 1 with sequential execution (these networks are one chain of convs:
@@ -186,18 +188,6 @@ def user_cache_dir() -> Path:
     return Path(base) / "posekit" / "onnx"
 
 
-def writable(folder: Path) -> bool:
-    """True when a file can be created in `folder` (tried, not guessed from permission bits)."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".posekit-write-test.", dir=folder)
-        os.close(fd)
-        os.unlink(tmp)
-        return True
-    except OSError:
-        return False
-
-
 @dataclass(frozen=True)
 class CacheKey:
     """What an exported file depends on."""
@@ -217,16 +207,15 @@ class CacheKey:
 
 
 def cache_path(key: CacheKey, weights: str | Path | None = None, cache_dir: str | Path | None = None) -> Path:
-    """Where the ONNX file of `key` lives: next to the weights if writable, else in the user cache."""
+    """Where the ONNX file of `key` lives: in `cache_dir`, else the user cache (never next to the weights)."""
     w, h = key.input_size
-    if cache_dir is not None:
-        folder, stem = Path(cache_dir), Path(weights).stem if weights else "random"
-    elif weights is not None and writable(Path(weights).resolve().parent):
-        folder, stem = Path(weights).resolve().parent, Path(weights).stem
+    folder = Path(cache_dir) if cache_dir is not None else user_cache_dir()
+    if weights is not None:
+        where = hashlib.sha256(os.fsencode(Path(weights).resolve())).hexdigest()[:8]
+        stem = f"{_slug(Path(weights).stem)}-{where}"
     else:
-        folder = user_cache_dir()
-        stem = Path(weights).stem if weights else "noweights"
-    return folder / f"{_slug(stem)}.{_slug(key.model)}.{w}x{h}.opset{key.opset}.{key.digest()}.onnx"
+        stem = "noweights"
+    return folder / f"{stem}.{_slug(key.model)}.{w}x{h}.opset{key.opset}.{key.digest()}.onnx"
 
 
 def export_cached(model: nn.Module, name: str, input_size: tuple[int, int], weights: str | Path | None = None,

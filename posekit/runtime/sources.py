@@ -7,11 +7,15 @@ count_boxes). STRUCTURE: please check against what you had.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import re
+import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,31 +69,99 @@ def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
             raise DataError(f"{p}: no such file or folder")
     return out
 
-def read_video(path: str | Path) -> Iterator[np.ndarray]:
-    """RGB frames of a video; DataError when it cannot be opened or has no decodable frame."""
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise DataError(f"{path}: OpenCV cannot open this video")
-    n = 0
+def display_name(path: str | Path) -> str:
+    """A path as valid Unicode text (for JSON and messages): bytes that are not UTF-8 are written as \\xNN."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+
+
+@contextlib.contextmanager
+def opencv_path(path: str | Path) -> Iterator[str]:
+    """A file name OpenCV can take for `path`: itself, or (a name that is not valid UTF-8, which OpenCV's Python
+    binding cannot encode and crashes on) a symlink to it with a plain name in a temporary folder."""
+    text = str(path)
     try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            n += 1
-            yield np.ascontiguousarray(frame[:, :, ::-1])
-    finally:
-        cap.release()
-    if n == 0:
-        raise DataError(f"{path}: no frame could be decoded")
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        with tempfile.TemporaryDirectory(prefix="posekit-") as tmp:
+            link = Path(tmp) / f"input{Path(text).suffix.encode('ascii', 'replace').decode()}"
+            link.symlink_to(Path(text).resolve())
+            yield str(link)
+        return
+    yield text
+
+
+@dataclass(frozen=True)
+class VideoFrame:
+    """One frame position of a video: its RGB image, or (rgb None) why it could not be decoded."""
+
+    index: int  # the frame's index in the video (0-based), also after frames that could not be decoded
+    rgb: np.ndarray | None
+    error: str | None = None
+
+
+MAX_FAILED_READS = 25  # consecutive undecodable frames after which the rest of a video counts as missing
+
+
+def iter_video(path: str | Path) -> Iterator[VideoFrame]:
+    """Every frame position of a video in order: decoded frames, and a VideoFrame with `error` (rgb None) for each
+    run of frames that could not be decoded (reading resumes after them) or that is missing against the header's
+    frame count at the end (a truncated file). Indices are the video's own: a damaged frame does not shift the
+    frames after it (in containers that keep frame positions, e.g. MP4; an AVI with damaged chunk headers can lose
+    them, and then only the count missing at the end is known). DataError when it cannot be opened or nothing
+    decodes."""
+    name = display_name(path)
+    with opencv_path(path) as opened:
+        cap = cv2.VideoCapture(opened)
+        if not cap.isOpened():
+            raise DataError(f"{name}: OpenCV cannot open this video")
+        total = max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+        index, decoded, run = 0, 0, []  # run: the current run of undecodable frame indices
+        try:
+            while total == 0 or index < total:
+                ok, frame = cap.read()
+                if ok:
+                    if run:
+                        yield _missing(name, run[0], run[-1])
+                        run = []
+                    decoded += 1
+                    yield VideoFrame(index, np.ascontiguousarray(frame[:, :, ::-1]))
+                elif total == 0 or len(run) >= MAX_FAILED_READS:
+                    break
+                else:  # a frame the decoder rejects: note it and go on after it
+                    run.append(index)
+                    cap.set(cv2.CAP_PROP_POS_FRAMES, index + 1)
+                index += 1
+        finally:
+            cap.release()
+    if decoded == 0:
+        raise DataError(f"{name}: no frame could be decoded")
+    first = run[0] if run else index
+    if total and first < total:
+        yield _missing(name, first, total - 1, total)
+
+
+def _missing(name: str, first: int, last: int, total: int = 0) -> VideoFrame:
+    what = f"frame {first}" if first == last else f"frames {first}-{last}"
+    tail = f" of the {total} its header lists (truncated or damaged file)" if total else ""
+    return VideoFrame(first, None, f"{name}: {what}{tail} could not be decoded")
+
+
+def read_video(path: str | Path) -> Iterator[np.ndarray]:
+    """RGB frames of a video that decode (see `iter_video` for their indices and what is missing); DataError when
+    it cannot be opened or has no decodable frame."""
+    for frame in iter_video(path):
+        if frame.rgb is not None:
+            yield frame.rgb
+
 
 def video_info(path: str | Path) -> tuple[float, int]:
     """(fps, frame count) of a video (25 fps and 0 frames when the container does not say)."""
-    cap = cv2.VideoCapture(str(path))
-    try:
-        return float(cap.get(cv2.CAP_PROP_FPS) or 25.0), max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
-    finally:
-        cap.release()
+    with opencv_path(path) as name:
+        cap = cv2.VideoCapture(name)
+        try:
+            return float(cap.get(cv2.CAP_PROP_FPS) or 25.0), max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+        finally:
+            cap.release()
 
 def read_detections(path: str | Path, min_score: float = 0.0, category_id: int = 1) -> dict[int, np.ndarray]:
     """COCO detection results -> {image_id: [M,5] xywh + score} of one category with score >= min_score.

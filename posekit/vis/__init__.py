@@ -85,8 +85,10 @@ def write_png(path: str | Path, image_rgb: np.ndarray) -> Path:
     """Write an RGB image as PNG, creating parent folders."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), np.ascontiguousarray(image_rgb[:, :, ::-1])):
-        raise OSError(f"could not write {path}")
+    ok, data = cv2.imencode(".png", np.ascontiguousarray(image_rgb[:, :, ::-1]))
+    if not ok:
+        raise OSError(f"could not encode a PNG of shape {np.shape(image_rgb)} for {path}")
+    path.write_bytes(data.tobytes())  # Python writes any file name (OpenCV's imwrite crashes on non-UTF-8 ones)
     return path
 
 

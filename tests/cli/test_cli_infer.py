@@ -98,7 +98,7 @@ def test_infer_generated_image_and_video(tmp_path: Path, capsys) -> None:
     assert rc == 0
     results = json.loads((out2 / "keypoints.json").read_text())
     assert len(results) == 2 * 4 and {tuple(r["bbox"]) for r in results} == {(10, 20, 30, 40), (0, 0, 50, 50)}
-    assert sorted(p.name for p in out2.iterdir()) == ["keypoints.json"]
+    assert sorted(p.name for p in out2.iterdir()) == [".posekit-infer.lock", "keypoints.json"]  # + the folder's mark
 
 
 def test_infer_with_weights(tmp_path: Path) -> None:
