@@ -24,15 +24,22 @@ VERBS = {
 }
 
 
-def _available() -> dict[str, object]:
+def present_modules(package: str, names: dict[str, str] | Sequence[str]) -> dict[str, object]:
+    """name -> module package.<module> for the names whose module exists (a missing one is skipped; an import
+    error inside one is raised)."""
+    table = names if isinstance(names, dict) else {n: n for n in names}
     mods = {}
-    for verb, mod in VERBS.items():
+    for name, mod in table.items():
         try:
-            mods[verb] = importlib.import_module(f"posekit.cli.{mod}")
+            mods[name] = importlib.import_module(f"{package}.{mod}")
         except ModuleNotFoundError as e:
-            if e.name != f"posekit.cli.{mod}":
+            if e.name != f"{package}.{mod}":
                 raise
     return mods
+
+
+def _available() -> dict[str, object]:
+    return present_modules("posekit.cli", VERBS)
 
 
 def build_parser() -> argparse.ArgumentParser:

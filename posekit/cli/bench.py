@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 
 HELP = ("run a benchmark (codecs, pipeline, inference, e2e, eval, learn, learn3d, bottomup, adapt, track): a table "
@@ -15,14 +14,9 @@ BENCHES = ("codecs", "pipeline", "inference", "e2e", "eval", "learn", "learn3d",
 
 
 def _modules() -> dict[str, object]:
-    mods = {}
-    for name in BENCHES:
-        try:
-            mods[name] = importlib.import_module(f"posekit.bench.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"posekit.bench.{name}":
-                raise
-    return mods
+    from posekit.cli import present_modules
+
+    return present_modules("posekit.bench", BENCHES)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

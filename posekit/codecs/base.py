@@ -3,7 +3,7 @@ normalisation statistics)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -118,6 +118,15 @@ class Codec:
         """Crop input px -> heatmap px (float64) with this codec's affine convention."""
         return geometry.rescale_points(coords, self.input_size, self.heatmap_size, self.affine)
 
+    def heatmap_targets(self, keypoints: np.ndarray, visible: np.ndarray | None,
+                        generate: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+                        ) -> dict[str, np.ndarray]:
+        """{"target", "target_weight" [K,1]} of generate(keypoints, visible) -> (target, weight) on checked
+        keypoints (crop input px), the optional per-joint weights applied: the encode of the heatmap codecs."""
+        kp, vis = check_keypoints(keypoints, visible, self.num_keypoints)
+        target, weight = generate(kp, vis)
+        return {"target": target, "target_weight": self._weights(weight)}
+
     def _check_outputs(self, outputs: ArrayLike) -> np.ndarray:
         x = to_numpy(outputs)
         c, (w, h) = self.out_channels, self.heatmap_size
@@ -150,3 +159,12 @@ class Codec:
     def perfect_outputs(self, keypoints: np.ndarray) -> np.ndarray:
         """An ideal network output [C,h,w] for keypoints [K,2] (input px); used by round-trip tests and benches."""
         return self.encode(keypoints, np.ones(len(keypoints), np.float32))["target"]
+
+
+class BlurCodec(Codec):
+    """A heatmap codec whose decoding blurs the heatmaps first (DARK, UDP): `blur_kernel` (official
+    TEST.BLUR_KERNEL)."""
+
+    def __init__(self, *args: Any, blur_kernel: int = 11, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.blur_kernel = int(blur_kernel)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from posekit.codecs.base import ArrayLike, Codec, check_keypoints, to_numpy
+from posekit.codecs.base import ArrayLike, BlurCodec, to_numpy
 from posekit.codecs.heatmap_ops import gather
 from posekit.codecs.msra import get_max_preds, to_image
 
@@ -146,22 +146,17 @@ def get_final_preds(
     return to_image(coords, center, scale, (w, h), kind="dark"), maxvals
 
 
-class DarkCodec(Codec):
+class DarkCodec(BlurCodec):
     """DARK: unbiased full-map Gaussian targets and blur + log + Taylor decoding (official DarkPose)."""
 
     name = "dark"
     affine = "dark"
     shift_heatmap = False
 
-    def __init__(self, *args, blur_kernel: int = 11, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.blur_kernel = int(blur_kernel)
-
     def encode(self, keypoints: np.ndarray, visible: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Keypoints [K,2] input px -> {"target" [K,h,w], "target_weight" [K,1]} (heatmap coords via dark affine)."""
-        kp, vis = check_keypoints(keypoints, visible, self.num_keypoints)
-        target, weight = generate_target_unbiased(self.input_to_heatmap(kp), vis, self.heatmap_size, self.sigma)
-        return {"target": target, "target_weight": self._weights(weight)}
+        return self.heatmap_targets(keypoints, visible, lambda kp, vis: generate_target_unbiased(
+            self.input_to_heatmap(kp), vis, self.heatmap_size, self.sigma))
 
     def decode_heatmap(self, outputs: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """Outputs [N,K,h,w] -> (heatmap coords [N,K,2] float32, scores [N,K]) exactly as the official code."""

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from posekit import geometry
-from posekit.codecs.base import ArrayLike, Codec, check_keypoints, to_numpy
+from posekit.codecs.base import ArrayLike, Codec, to_numpy
 from posekit.codecs.heatmap_ops import argmax_2d, gather
 
 
@@ -130,9 +130,8 @@ class MSRACodec(Codec):
 
     def encode(self, keypoints: np.ndarray, visible: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Keypoints [K,2] input px -> {"target" [K,h,w], "target_weight" [K,1]} (official generate_target)."""
-        kp, vis = check_keypoints(keypoints, visible, self.num_keypoints)
-        target, weight = generate_target(kp, vis, self.input_size, self.heatmap_size, self.sigma)
-        return {"target": target, "target_weight": self._weights(weight)}
+        return self.heatmap_targets(keypoints, visible, lambda kp, vis: generate_target(
+            kp, vis, self.input_size, self.heatmap_size, self.sigma))
 
     def decode_heatmap(self, outputs: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """Outputs [N,K,h,w] -> (heatmap coords [N,K,2] float32, scores [N,K]) exactly as the official code."""

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from posekit import geometry
-from posekit.codecs.base import ArrayLike, Codec, check_keypoints, to_numpy
+from posekit.codecs.base import ArrayLike, BlurCodec, Codec, check_keypoints, to_numpy
 from posekit.codecs.dark import _blur_stack
 from posekit.codecs.heatmap_ops import argmax_2d
 from posekit.codecs.msra import gaussian_window_targets
@@ -171,22 +171,17 @@ def keypoints_from_heatmaps(
     return out, maxvals
 
 
-class UDPCodec(Codec):
+class UDPCodec(BlurCodec):
     """UDP Gaussian heatmaps: unbiased encoding in a 13x13 window and post_dark_udp decoding (udp affine)."""
 
     name = "udp"
     affine = "udp"
     shift_heatmap = False
 
-    def __init__(self, *args, blur_kernel: int = 11, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.blur_kernel = int(blur_kernel)
-
     def encode(self, keypoints: np.ndarray, visible: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Keypoints [K,2] input px -> {"target" [K,h,w], "target_weight" [K,1]} (official UDP GaussianHeatMap)."""
-        kp, vis = check_keypoints(keypoints, visible, self.num_keypoints)
-        target, weight = generate_target_gaussian(kp, vis, self.input_size, self.heatmap_size, self.sigma)
-        return {"target": target, "target_weight": self._weights(weight)}
+        return self.heatmap_targets(keypoints, visible, lambda kp, vis: generate_target_gaussian(
+            kp, vis, self.input_size, self.heatmap_size, self.sigma))
 
     def decode_heatmap(self, outputs: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """Outputs [N,K,h,w] -> (heatmap coords [N,K,2] float32, scores [N,K]) as official (-1 + step if max<=0)."""
