@@ -17,9 +17,10 @@ path is `posekit.runtime` (also used by `posekit.engine.predict`). Bottom-up tas
 
 Backends (`backend="auto" | "torch" | "folded" | "onnxruntime" | "onnxruntime-int8"`) are in
 `posekit.runtime.backends`;
-"auto" uses ONNX Runtime (exported once, cached next to the weights) when it is installed and the model exports,
-else BN-folded eager, else eager. Without a weights file "auto" does not export (nothing to key a cache on): it uses
-folded eager. "onnxruntime-int8" (opt-in, never chosen by "auto") is calibrated on `calibration=` (crops or image
+"auto" uses ONNX Runtime (exported once, cached in $XDG_CACHE_HOME/posekit/onnx or `cache_dir`) when it is
+installed and the model exports, else BN-folded eager, else eager. Without a weights file "auto" does not export
+(nothing to key a cache on): it uses folded eager. "onnxruntime-int8" (opt-in, never chosen by "auto") is
+calibrated on `calibration=` (crops or image
 folders, see `PoseEstimator.calibrate`) or, by default, on the first network batch the estimator runs (the first
 person crops of the images being processed, with their mirrors); the quantised model is cached by calibration data.
 
