@@ -155,3 +155,14 @@ def test_onnx_cache_is_not_written_next_to_the_weights(tmp_path, monkeypatch, ca
     assert len(list((tmp_path / "xdg" / "posekit" / "onnx").glob("w-*.onnx"))) == 1
     assert main([*base, "--cache-dir", str(tmp_path / "mine"), "--out", str(tmp_path / "o2")]) == 0
     assert len(list((tmp_path / "mine").glob("w-*.onnx"))) == 1
+
+
+def test_a_3d_model_from_its_config_runs_without_weights(tmp_path, capsys):
+    """Issue 23 item 6 (the body3d codec): `--config` + `--random-weights` was "'IntegralCodec' object has no
+    attribute 'aspect_ratio'"; the zoo-name path is covered in tests/codecs/test_codec_body3d.py."""
+    config = Path(__file__).resolve().parents[2] / "configs" / "synth" / "posenet3d_hrnet.yaml"
+    folder_of_images(tmp_path / "photos")
+    assert main(["infer", "--config", str(config), "--random-weights", str(tmp_path / "photos" / "a.png"),
+                 "--box", "5,5,60,80", "--no-flip", "--out", str(tmp_path / "out")]) == 0
+    (entry,) = json.loads((tmp_path / "out" / "keypoints.json").read_text())
+    assert len(entry["keypoints_3d"]) == len(entry["keypoints"]) // 3 and entry["root_depth"] > 0
