@@ -155,8 +155,11 @@ class EstimatorOptions:
     """How a PoseEstimator runs (every field is also a keyword argument of PoseEstimator).
 
     `batch_size` person crops go through the network at once (twice that with flip_test); `images_per_batch`
-    images (or video frames) share network batches; `camera` = ((fx, fy), (cx, cy)) in px for 3-D models (default:
-    the synthetic focal length, image centre); `calibration` (backend "onnxruntime-int8" only): what
+    images (or video frames) share network batches; `camera` = ((fx, fy), (cx, cy) or None = the image centre) in px
+    for 3-D models, `cameras` = {image file name: camera} for `images()` (posekit.camera.read_intrinsics reads both
+    from a file); default: the model's own (its BODY3D.FOCAL, else the focal per image width of the camera it was
+    trained with, else the 3DMPPE demo's 1500 px; the image centre);
+    `calibration` (backend "onnxruntime-int8" only): what
     `PoseEstimator.calibrate` takes (uint8 crops, normalised crops, image paths / folders); None calibrates on the
     first network batch the estimator runs, its first `calibration_size` network inputs (crops and mirrors).
     """
@@ -168,13 +171,23 @@ class EstimatorOptions:
     backend: str = "auto"
     cache_dir: str | Path | None = None
     images_per_batch: int = 8
-    camera: tuple[Sequence[float], Sequence[float]] | None = None
+    camera: tuple[Sequence[float], Sequence[float] | None] | None = None
+    cameras: dict[str, Any] | None = None
     calibration: Any = None
     calibration_size: int = 64
 
     def __post_init__(self) -> None:
         if int(self.batch_size) < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not (isinstance(self.padding, (int, float)) and 0 < float(self.padding) < float("inf")):
+            raise ConfigError(f"padding must be a positive number (the box enlargement, 1.25 official), got "
+                              f"{self.padding!r}")
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError, ValueError) as e:
+            raise ConfigError(f"device {self.device!r}: {str(e).splitlines()[0]}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device {self.device!r}: this PyTorch build has no usable CUDA device; use 'cpu'")
 
 
 def _options(options: EstimatorOptions | None, settings: dict[str, Any]) -> EstimatorOptions:
@@ -183,6 +196,43 @@ def _options(options: EstimatorOptions | None, settings: dict[str, Any]) -> Esti
     if unknown:
         raise TypeError(f"PoseEstimator got unexpected keyword argument(s) {', '.join(unknown)}")
     return replace(options or EstimatorOptions(), **settings)
+
+
+class _Pending:
+    """Images / frames of PoseEstimator.images waiting for a shared network batch, and the running result index."""
+
+    def __init__(self, est: Any) -> None:
+        self.est = est
+        self.items: list[tuple[Path, np.ndarray, Any, int | None]] = []
+        self.index = 0
+
+    def add(self, path: Path, image: np.ndarray, found: Any, frame: int | None) -> Iterator[Result]:
+        """Queue an image with its boxes; run the batch when it holds images_per_batch images or batch_size boxes."""
+        self.items.append((path, image, found, frame))
+        n = sum(count_boxes(p[2][0] if isinstance(p[2], tuple) else p[2]) for p in self.items)
+        if len(self.items) >= self.est.images_per_batch or n >= self.est.batch_size:
+            yield from self.flush()
+
+    def flush(self) -> Iterator[Result]:
+        """Run the queued images in one estimate_batch and yield their results in order."""
+        if not self.items:
+            return
+        bxs = [p[2][0] if isinstance(p[2], tuple) else p[2] for p in self.items]
+        scs = [p[2][1] if isinstance(p[2], tuple) else None for p in self.items]
+        cams = [self.est.cameras.get(Path(p[0]).name) for p in self.items] if self.est.cameras else None
+        out = self.est.estimate_batch([p[1] for p in self.items], bxs, scs, cams)
+        for (path, image, _, frame), poses in zip(self.items, out):
+            yield Result(path, image, poses, frame=frame, index=self.index)
+            self.index += 1
+        self.items.clear()
+
+    def failed(self, path: Path, error: DataError, on_error: str, frame: int | None = None) -> Iterator[Result]:
+        """After the queued results: raise `error` (on_error "stop") or yield the input's error result."""
+        yield from self.flush()
+        if on_error == "stop":
+            raise error
+        yield Result(path, None, [], frame=frame, error=str(error), index=self.index)
+        self.index += 1
 
 
 class PoseEstimator:
@@ -209,6 +259,7 @@ class PoseEstimator:
         self.color_rgb = bool(self.spec.color_rgb)
         self.device = torch.device(opts.device)
         self.camera = opts.camera
+        self.cameras = dict(opts.cameras or {})
         self.flip_test = opts.flip_test
         self.batch_size = int(opts.batch_size)
         self.images_per_batch = max(int(opts.images_per_batch), 1)
@@ -333,12 +384,17 @@ class PoseEstimator:
                                    None if scores is None else [scores])[0]
 
     def estimate_batch(self, images: Sequence[np.ndarray], boxes: Sequence | None = None,
-                       scores: Sequence | None = None) -> list[list[Pose]]:
+                       scores: Sequence | None = None,
+                       cameras: Sequence | None = None) -> list[list[Pose]]:
         """Poses for several RGB images; boxes[i] / scores[i] belong to images[i] (None = whole images)."""
         if boxes is not None and len(boxes) != len(images):
             raise DataError(f"estimate_batch: {len(boxes)} box lists for {len(images)} images")
         if scores is not None and len(scores) != len(images):
             raise DataError(f"estimate_batch: {len(scores)} score lists for {len(images)} images")
+        if cameras is not None:
+            if len(cameras) != len(images):
+                raise DataError(f"estimate_batch: {len(cameras)} cameras for {len(images)} images")
+            return self._task.infer(self, images, boxes, scores, cameras)
         return self._task.infer(self, images, boxes, scores)
 
     def images(self, inputs: str | Path | Iterable[str | Path], boxes: BoxesArg = None, on_error: str = "skip",
@@ -355,78 +411,37 @@ class PoseEstimator:
         if on_error not in ("skip", "stop"):
             raise ConfigError(f"on_error must be 'skip' or 'stop', got {on_error!r}")
         items = inputs if isinstance(inputs, Iterable) and not isinstance(inputs, (str, Path)) else [inputs]
-        files = collect_inputs(list(items))
-        counter = [0]
-        pending: list[tuple[Path, np.ndarray, Any, int | None]] = []
-
-        def flush() -> Iterator[Result]:
-            if not pending:
-                return
-            bxs = [p[2][0] if isinstance(p[2], tuple) else p[2] for p in pending]
-            scs = [p[2][1] if isinstance(p[2], tuple) else None for p in pending]
-            out = self.estimate_batch([p[1] for p in pending], bxs, scs)
-            for (path, image, _, frame), poses in zip(pending, out):
-                yield Result(path, image, poses, frame=frame, index=counter[0])
-                counter[0] += 1
-            pending.clear()
-
-        def full() -> bool:
-            n = sum(count_boxes(p[2][0] if isinstance(p[2], tuple) else p[2]) for p in pending)
-            return len(pending) >= self.images_per_batch or n >= self.batch_size
-
-        for path in files:
+        pending = _Pending(self)
+        for path in collect_inputs(list(items)):
             if path.suffix.lower() in VIDEO_EXTS:
-                yield from flush()
-                if not frames:
-                    continue
-                try:
-                    for vf in iter_video(path):  # the video's own frame indices; undecodable frames reported
-                        if vf.rgb is None:
-                            yield from flush()
-                            if on_error == "stop":
-                                raise DataError(vf.error)
-                            yield Result(path, None, [], frame=vf.index, error=vf.error, index=counter[0])
-                            counter[0] += 1
-                            continue
-                        pending.append((path, vf.rgb, boxes_for(boxes, path, vf.rgb, vf.index), vf.index))
-                        if full():
-                            yield from flush()
-                except DataError as e:
-                    yield from flush()
-                    if on_error == "stop":
-                        raise
-                    yield Result(path, None, [], frame=None, error=str(e), index=counter[0])
-                    counter[0] += 1
-                yield from flush()
+                yield from pending.flush()
+                if frames:
+                    yield from self._video_results(path, boxes, on_error, pending)
                 continue
             try:
                 from posekit.data.images import read_image
 
                 rgb = read_image(path)
-            except DataError as e:
-                if on_error == "stop":
-                    yield from flush()
-                    raise
-                yield from flush()
-                yield Result(path, None, [], error=str(e), index=counter[0])
-                counter[0] += 1
-                continue
-            try:
                 found = boxes_for(boxes, path, rgb, None)
                 split_boxes(*(found if isinstance(found, tuple) else (found, None)), rgb, str(path))
-            except DataError as e:  # bad boxes for this image: the same policy as an unreadable image
-                if on_error == "stop":
-                    yield from flush()
-                    raise
-                yield from flush()
-                yield Result(path, None, [], error=str(e), index=counter[0])
-                counter[0] += 1
+            except DataError as e:  # an unreadable image, or bad boxes for it: skipped or raised per on_error
+                yield from pending.failed(path, e, on_error)
                 continue
-            pending.append((path, rgb, found, None))
-            if full():
-                yield from flush()
-        yield from flush()
+            yield from pending.add(path, rgb, found, None)
+        yield from pending.flush()
 
+    def _video_results(self, path: Path, boxes: BoxesArg, on_error: str, pending: _Pending) -> Iterator[Result]:
+        """The frames of one video through the shared batches, with the video's own frame indices; an undecodable
+        frame (or video) is reported, or raised with on_error="stop"."""
+        try:
+            for vf in iter_video(path):
+                if vf.rgb is None:
+                    yield from pending.failed(path, DataError(vf.error), on_error, frame=vf.index)
+                    continue
+                yield from pending.add(path, vf.rgb, boxes_for(boxes, path, vf.rgb, vf.index), vf.index)
+        except DataError as e:
+            yield from pending.failed(path, e, on_error)
+        yield from pending.flush()
 
     def track(self, source: Any, detect: Callable[[int, np.ndarray], Any] | None = None, detect_every: int = 1,
               tracker: Any = None, live: bool | None = None) -> Iterator[Result]:
