@@ -222,6 +222,19 @@ def test_bad_inputs_raise_data_error() -> None:
         est(img, [[0, 0, 10, 10]], scores=[0.1, 0.2])
 
 
+@pytest.mark.parametrize("settings, message", [
+    ({"device": "tpu"}, r"device 'tpu': Expected one of cpu"),  # was torch's RuntimeError from inside __init__
+    ({"padding": -1.0}, r"padding must be a positive number"),  # was accepted: mirrored, inverted crops
+    ({"padding": float("nan")}, r"padding must be a positive number"),
+    ({"batch_size": 0}, r"batch_size must be >= 1"),
+])
+def test_bad_estimator_settings_are_config_errors(settings, message) -> None:
+    from posekit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        PoseEstimator("simplebaseline_res18_128x96", backend="torch", **settings)
+
+
 def test_weights_are_loaded(tmp_path) -> None:
     from posekit import models
 
