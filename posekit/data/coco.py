@@ -179,6 +179,21 @@ def clean_box(box: Sequence[float], width: float, height: float) -> list[float] 
     return None
 
 
+def _annotations_per_image(annotations: list, by_id: Mapping[Any, Any], source: str
+                           ) -> dict[Any, list[tuple[int, Mapping]]]:
+    """image id -> [(index, annotation)] in file order, every image of `by_id` present; ids checked unique and an
+    annotation of an image not in 'images' is a DataError."""
+    _check_unique_annotation_ids(annotations, source)
+    per_image: dict[Any, list[tuple[int, Mapping]]] = {img_id: [] for img_id in by_id}
+    for i, ann in enumerate(annotations):
+        img_id = _field(ann, "image_id", f"annotations[{i}]", source)
+        if img_id not in per_image:
+            raise DataError(f"{source}: annotations[{i}] (id {ann.get('id')}) has image_id {img_id!r} "
+                            "that is not in 'images'")
+        per_image[img_id].append((i, ann))
+    return per_image
+
+
 def load_coco(
     ann_file: str | os.PathLike,
     image_root: str | os.PathLike,
@@ -209,15 +224,7 @@ def load_coco(
     named_cats = {c["id"]: bool(c.get("keypoints")) for c in categories or [] if isinstance(c, Mapping) and "id" in c}
     by_id = _images_by_id(images, source)
 
-    _check_unique_annotation_ids(annotations, source)
-    per_image: dict[Any, list[tuple[int, Mapping]]] = {img_id: [] for img_id in by_id}
-    for i, ann in enumerate(annotations):
-        img_id = _field(ann, "image_id", f"annotations[{i}]", source)
-        if img_id not in per_image:
-            raise DataError(f"{source}: annotations[{i}] (id {ann.get('id')}) has image_id {img_id!r} "
-                            "that is not in 'images'")
-        per_image[img_id].append((i, ann))
-
+    per_image = _annotations_per_image(annotations, by_id, source)
     root = Path(image_root)
     records: list[PoseRecord] = []
     other_k: Counter = Counter()  # annotations skipped per category with another keypoint count
