@@ -20,8 +20,6 @@ HELP = "estimate poses on images, folders and videos; write keypoints JSON (COCO
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from posekit.runtime import backends
-
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="images, folders (their images and videos, not recursive) and videos; in keypoints.json "
                              "an image's id is its file name's number (000000000785.jpg -> 785) or its --gt-images "
@@ -35,6 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run without --weights on a randomly initialised network (for smoke tests only: "
                              "the keypoints are meaningless)")
     parser.add_argument("--out", required=True, help="output folder (keypoints.json, drawn images and videos)")
+    _add_box_arguments(parser)
+    _add_run_arguments(parser)
+    _add_output_arguments(parser)
+
+
+def _add_box_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where person boxes come from and what is drawn."""
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--boxes", metavar="FILE",
                      help="person detections JSON in COCO detection results format (image_id, bbox xywh, score); "
@@ -57,6 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="draw people scoring at least this (default: 0.2 for bottom-up models, whose grouping "
                              "also returns low-scoring fragments, 0 otherwise); keypoints.json keeps every person, "
                              "as COCO results do")
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the network runs: flip test, device, backend, batches, errors."""
+    from posekit.runtime import backends
+
     parser.add_argument("--no-flip", action="store_true", help="disable the flip test (faster, less accurate)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--backend", default="auto",
@@ -79,6 +90,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--on-error", choices=("skip", "stop"), default="skip",
                         help="an unreadable image (truncated, 0 bytes, not an image): skip it and report it at the "
                              "end (default), or stop (keypoints.json keeps what was done)")
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """The drawings and tracking."""
     parser.add_argument("--show-scores", action="store_true", help="write keypoint and person scores on drawings")
     parser.add_argument("--no-draw", action="store_true", help="write only keypoints.json, no images or videos")
     g = parser.add_argument_group("tracking (--track)")
