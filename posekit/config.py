@@ -468,6 +468,9 @@ def _check_values(cfg: Config, where: str, sources: Mapping[str, str] | None = N
     if (d.FORMAT or d.DATASET).lower() not in DATASET_FORMATS:
         raise ConfigError(f"DATASET.FORMAT in {where}: expected one of {DATASET_FORMATS} (or DATASET.DATASET "
                           f"coco|mpii|h36m), got {(d.FORMAT or d.DATASET)!r}")
+    if cfg.WORKERS < 0:
+        raise ConfigError(f"WORKERS in {at('WORKERS')} must be >= 0 (0: load in the training process), got "
+                          f"{cfg.WORKERS}")
     if d.IMAGE_CACHE < 0:
         raise ConfigError(f"DATASET.IMAGE_CACHE in {at('DATASET.IMAGE_CACHE')} must be >= 0, got {d.IMAGE_CACHE}")
     if d.DATA_FORMAT not in ("jpg", "png", "jpeg"):

@@ -163,6 +163,7 @@ def test_bad_values_name_the_key(tmp_path):
                               ("MODEL.IMAGE_SIZE=[1,2,3]", "MODEL.IMAGE_SIZE"),
                               ("TRAIN.LR_STEP=[20,10]", "TRAIN.LR_STEP"),
                               ("DATASET.IMAGE_CACHE=-1", "DATASET.IMAGE_CACHE .*>= 0"),
+                              ("WORKERS=-1", "WORKERS .*>= 0"),  # was a ValueError from the DataLoader
                               ("TRAIN=3", "TRAIN .*expected a mapping")):
         with pytest.raises(ConfigError, match=pattern):
             load_config(path, [override])
