@@ -1,6 +1,6 @@
 """`posekit bench inference`: CPU images/s of zoo models per backend at batch 1 and 8, against a same-run GEMM rate.
 
-Backends are those of `posekit.backends` (the code PoseEstimator and `posekit infer` run): `torch` (eager),
+Backends are those of `posekit.runtime.backends` (the code PoseEstimator and `posekit infer` run): `torch` (eager),
 `folded` (BatchNorm folded into convs), `folded_cl` (folded, channels_last; bench only), with --onnx
 `onnxruntime` (the cached export of the model's main output, the tuned SESSION_OPTIONS) and with --int8 (or
 `--backends ... onnxruntime-int8`) `onnxruntime-int8` (that export quantised, calibrated on the COCO person crops

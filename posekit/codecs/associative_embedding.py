@@ -470,7 +470,7 @@ class AssociativeEmbeddingCodec(Codec):
     [P,K,3] (x, y, score) in network-input px, person scores [P]): the whole-image decoder. decode(batch [N,C,h,w]
     or [N,S,C,h,w]) -> (keypoints [N,K,2], scores [N,K]) of the best person per image (the generic codec contract,
     zeros where nobody is found). For a photo with its warp and the multi-scale test use
-    posekit.bottomup.estimate_bottomup. `normalize` names the input the network expects:
+    posekit.runtime.bottomup.estimate_bottomup. `normalize` names the input the network expects:
     "unit" = RGB / 255 (official pose-ae-train checkpoints), "imagenet" = ImageNet mean/std. `shift_heatmap` is
     accepted for the engine's TEST.SHIFT_HEATMAP and ignored (the AE flip test has no one-pixel shift).
     `subpixel` (posekit, default off = official): training heatmaps centred on the true point instead of its

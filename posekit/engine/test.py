@@ -49,8 +49,9 @@ def evaluate(cfg: Config, weights: str | os.PathLike | None, boxes: str | None =
              calibration_size: int = 64) -> tuple[dict[str, float], list[dict]]:
     """`posekit test`: build the config's network, load `weights` (TEST.MODEL_FILE if None), score the test split.
 
-    `backend` (posekit.backends.KINDS; top-down tasks only for all but "torch") runs the network; the ONNX files
-    are cached next to the weights; "onnxruntime-int8" is calibrated on `calibration_size` training-split inputs.
+    `backend` (posekit.runtime.backends.KINDS; all but "torch" for the tasks with `onnx` set only) runs the network;
+    the ONNX files are cached next to the weights; "onnxruntime-int8" is calibrated on `calibration_size`
+    training-split inputs.
     """
     from posekit.engine.tasks import task_for
     from posekit.runtime.backends import INT8, KINDS, BackendModule, create

@@ -4,7 +4,7 @@ Used by `posekit.inference.PoseEstimator` and by `posekit.engine.predict` alike 
 torch, numpy, OpenCV, geometry and the ImageNet statistics of the data pipeline). Conventions:
 
 - A *runner* is any callable mapping a normalised float32 batch [N,3,h,w] (RGB) to the tensor the codec decodes
-  (`main_output` of the network output); `torch_runner(model)` wraps an `nn.Module`, `posekit.backends` provides
+  (`main_output` of the network output); `torch_runner(model)` wraps an `nn.Module`, `posekit.runtime.backends` provides
   BN-folded and ONNX Runtime runners with the same signature.
 - Flip test: the mirrored crops are the second half of the *same* network batch (`[x; flip(x)]`), their output is
   flipped back with the codec's `flip_back` (joint swap, optional one-pixel shift) and averaged with the first

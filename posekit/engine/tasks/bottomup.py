@@ -8,7 +8,7 @@ Loss: `posekit.losses.AELoss` (LOSS.AE_PUSH_WEIGHT x push + LOSS.AE_PULL_WEIGHT 
 detection on every stack; official 1e-3 / 1e-3 / 1). The network input follows the
 codec's `normalize` ("unit": RGB / 255 as the official checkpoints; "imagenet").
 
-evaluate: every image of the test split through `posekit.bottomup.estimate_bottomup` (the codec's test scales,
+evaluate: every image of the test split through `posekit.runtime.bottomup.estimate_bottomup` (the codec's test scales,
 single scale [1] by default, official multi-scale = [2, 1, 0.5]; mirrored input when TEST.FLIP_TEST), official
 COCO result rules, scored by `posekit.evaluation.coco_keypoints` against the whole split - no person boxes anywhere.
 """
