@@ -141,11 +141,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     runs = [(m, [f"ADAPT.METHOD={m}"] + (["ADAPT.ADABN=false"] if m == "source" else [])) for m in methods]
     for m in [m.strip() for m in args.official.split(",") if m.strip()]:
         runs.append((f"{m}_official", [f"ADAPT.METHOD={m}", "ADAPT.PRESET=official"]))
+    partial = Path(args.out) / "result.json"
     for name, extra in runs:
         result["rows"].append(_one(args, name, [*extra, f"ADAPT.INIT={source}", f"ADAPT.BUDGET={args.budget}",
                                                 f"TRAIN.LR={args.lr}"]))
+        partial.write_text(json.dumps(result, indent=1, default=float))  # what is done so far, run by run
     result["plot"] = _plot(result, Path(args.out) / "plot.png")
-    (Path(args.out) / "result.json").write_text(json.dumps(result, indent=1, default=float))
+    partial.write_text(json.dumps(result, indent=1, default=float))
     return result
 
 
