@@ -79,21 +79,42 @@ class FolderSource(FrameSource):
 
 
 class CaptureSource(FrameSource):
-    """An OpenCV capture (video file, webcam index or stream URL); live captures drop frames the consumer misses."""
+    """A video file, webcam index or stream URL; live captures drop frames the consumer misses.
+
+    Video files are read by `posekit.runtime.sources.iter_video` (names that are not UTF-8, frames that do not
+    decode: reading goes on after them, their indices stay the video's own, and the reasons are kept in `errors`).
+    """
 
     def __init__(self, target: str | int, live: bool = False, name: str | None = None,
                  pace: bool = False) -> None:
-        self.cap = cv2.VideoCapture(target)
-        if not self.cap.isOpened():
-            kind = "camera" if isinstance(target, int) else ("stream" if _URL.match(str(target)) else "video")
-            raise DataError(f"{target}: OpenCV cannot open this {kind}")
-        self.name = name or str(target)
-        self.fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0) or 25.0
+        from posekit.runtime.sources import display_name, video_info
+
+        self.file = None if isinstance(target, int) or _URL.match(str(target)) else str(target)
+        self.cap = None
+        if self.file is None:
+            self.cap = cv2.VideoCapture(target)
+            if not self.cap.isOpened():
+                kind = "camera" if isinstance(target, int) else "stream"
+                raise DataError(f"{target}: OpenCV cannot open this {kind}")
+            self.fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0) or 25.0
+        else:
+            self.fps = video_info(self.file)[0]
+        self.name = name or (display_name(Path(self.file).name) if self.file is not None else str(target))
         self.live, self.pace = bool(live), bool(pace)
         self.dropped = 0
         self.read_frames = 0
+        self.errors: list[str] = []  # frames of a video file that could not be decoded
 
     def _frames(self) -> Iterator[tuple[int, np.ndarray]]:
+        if self.file is not None:
+            from posekit.runtime.sources import iter_video
+
+            for f in iter_video(self.file):
+                if f.rgb is None:
+                    self.errors.append(str(f.error))
+                else:
+                    yield f.index, f.rgb
+            return
         i = 0
         while True:
             ok, bgr = self.cap.read()
@@ -159,7 +180,8 @@ class CaptureSource(FrameSource):
 
     def close(self) -> None:
         """Release the capture."""
-        self.cap.release()
+        if self.cap is not None:
+            self.cap.release()
 
 
 def open_source(spec: str | int | os.PathLike, live: bool | None = None) -> FrameSource:
@@ -179,7 +201,7 @@ def open_source(spec: str | int | os.PathLike, live: bool | None = None) -> Fram
         return FolderSource(path)
     if not path.is_file():
         raise DataError(f"{path}: no such video file, folder of frames, camera index or stream URL")
-    return CaptureSource(str(path), live=bool(live), name=path.name, pace=bool(live))
+    return CaptureSource(str(path), live=bool(live), pace=bool(live))
 
 
 class PoseTrackWriter:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import cv2
@@ -100,3 +101,29 @@ def test_video_detections_by_frame_and_video(tmp_path):
     p.write_text(json.dumps([{"bbox": [1, 2, 3]}]))
     with pytest.raises(DataError, match="entry 0"):
         read_video_detections(p)
+
+
+def test_a_damaged_frame_is_skipped_and_reported(tmp_path):
+    """MPEG-4 frame 5's coded data replaced by noise: the frames after it keep their indices and pixels."""
+    path = tmp_path / "damaged.mp4"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 48))
+    for i in range(12):
+        w.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    w.release()
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 3) if data[i:i + 4] == b"\x00\x00\x01\xb6"]  # MPEG-4 VOP start codes
+    data[starts[5]:starts[6]] = bytes((13 * i + 5) % 256 for i in range(starts[6] - starts[5]))  # start code too
+    path.write_bytes(bytes(data))
+    src = open_source(path)
+    frames = list(src)
+    got = [f.index for f in frames]
+    assert 5 not in got and got[-1] == 11 and len(got) >= 10
+    assert all(round(float(f.image.mean()) / 20) == f.index for f in frames if f.index < 5)
+    assert src.errors and "frame 5" in src.errors[0]
+
+
+def test_a_file_name_that_is_not_utf8(tmp_path):
+    path = tmp_path / os.fsdecode(b"clip_\xff.avi")
+    _video(tmp_path / "plain.avi", n=5).rename(path)  # OpenCV itself cannot write (or open) such a name
+    src = open_source(path)
+    assert [f.index for f in src] == list(range(5)) and "\\xff" in src.name
