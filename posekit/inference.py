@@ -896,6 +896,7 @@ class TrackReport:
     poses: int = 0
     tracks: int = 0
     seconds: float = 0.0
+    skipped: list[str] = field(default_factory=list)  # video frames that could not be decoded
 
 
 def _track_detector(job: TrackJob, name: str) -> Callable[[int, np.ndarray], Any]:
@@ -919,15 +920,25 @@ def track_to_folder(est: PoseEstimator, job: TrackJob, on_frame: Callable[[str, 
     """`posekit infer --track`: each input tracked to <out>/<name>_tracks.json (PoseTrack-style, streamed: an
     interrupted run keeps every finished frame) and <name>_track.mp4 (skeletons coloured by track id, ids drawn).
     `on_frame(source name, frame index, report)` is called after every frame."""
-    from posekit.runtime.capture import PoseTrackWriter, open_source
-    from posekit.runtime.tracking import Tracker, TrackerConfig
-    from posekit.vis.tracks import draw_tracks
-
     if job.detect_every < 1:
         raise ConfigError(f"detect_every: expected >= 1, got {job.detect_every}")
     report = report if report is not None else TrackReport()
     out = Path(job.out)
-    out.mkdir(parents=True, exist_ok=True)
+    lock = claim_output_folder(out, [i for i in job.inputs if not isinstance(i, int) and Path(str(i)).exists()])
+    try:
+        _track_inputs(est, job, out, report, on_frame)
+    finally:
+        os.close(lock)  # the lock file stays: it marks the folder as a posekit infer output
+    return report
+
+
+def _track_inputs(est: PoseEstimator, job: TrackJob, out: Path, report: TrackReport,
+                  on_frame: Callable[[str, int, TrackReport], None] | None) -> None:
+    """The per-input loop of track_to_folder."""
+    from posekit.runtime.capture import PoseTrackWriter, open_source
+    from posekit.runtime.tracking import Tracker, TrackerConfig
+    from posekit.vis.tracks import draw_tracks
+
     min_person = est.draw_threshold if job.person_threshold is None else job.person_threshold
     category = {"id": 1, "name": "person", "keypoints": list(est.skeleton.keypoints),
                 "skeleton": [[a + 1, b + 1] for a, b in est.skeleton.links]}
@@ -965,9 +976,9 @@ def track_to_folder(est: PoseEstimator, job: TrackJob, on_frame: Callable[[str, 
                         on_frame(source.name, r.frame, report)
         finally:
             report.tracks += len(ids)
+            report.skipped += getattr(source, "errors", [])
             report.dropped = source.dropped
             report.seconds = time.perf_counter() - t0
             if writer is not None:
                 writer.release()
             source.close()
-    return report

@@ -286,4 +286,6 @@ def run_track(args: argparse.Namespace) -> int:
     print(f"posekit infer --track: {len(args.inputs)} inputs, {report.frames} frames, {report.poses} poses, "
           f"{report.tracks} track ids, {report.frames / max(report.seconds, 1e-9):.1f} frames/s, {report.dropped} "
           f"frames dropped (live) -> {', '.join(str(p) for p in report.outputs)} (backend {est.backend.name})")
+    for msg in report.skipped:  # video frames that could not be decoded (the frames after them were tracked)
+        print(f"posekit infer: skipped {msg}", file=sys.stderr)
     return 0
