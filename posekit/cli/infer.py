@@ -93,7 +93,17 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
-    """The drawings and tracking."""
+    """The 3-D camera, the drawings and tracking."""
+    cam = parser.add_argument_group("3-D models (camera)")
+    cam.add_argument("--focal", metavar="F|FX,FY",
+                     help="focal length in px for every input; default: the model's (a recipe's BODY3D.FOCAL or "
+                          "its training camera: the synthetic camera is 1.15 x image width), else the 3DMPPE demo's "
+                          "1500 px")
+    cam.add_argument("--principal-point", metavar="CX,CY", help="principal point in px (default: the image centre)")
+    cam.add_argument("--intrinsics", metavar="JSON",
+                     help='camera file: {"f": [fx, fy], "c": [cx, cy]} (or fx/fy/cx/cy, or "K"), a mapping from image '
+                          "file names to such cameras, or a posekit synthetic annotations.json (per-image "
+                          "cam_intrinsics)")
     parser.add_argument("--show-scores", action="store_true", help="write keypoint and person scores on drawings")
     parser.add_argument("--no-draw", action="store_true", help="write only keypoints.json, no images or videos")
     g = parser.add_argument_group("tracking (--track)")
@@ -150,8 +160,60 @@ def make_estimator(args: argparse.Namespace) -> Any:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     check_device(args.device)
-    return PoseEstimator(args.model, weights=args.weights, spec=spec, device=args.device, flip_test=not args.no_flip,
-                         batch_size=args.batch_size, backend=args.backend, cache_dir=args.cache_dir)
+    camera, cameras = camera_options(args)
+    est = PoseEstimator(args.model, weights=args.weights, spec=spec, device=args.device, flip_test=not args.no_flip,
+                        batch_size=args.batch_size, backend=args.backend, cache_dir=args.cache_dir, camera=camera,
+                        cameras=cameras)
+    if (camera is not None or cameras) and est.task != "body3d":
+        raise ConfigError(f"--focal / --principal-point / --intrinsics are for 3-D models; {est.name} is a "
+                          f"{est.task} model")
+    return est
+
+
+def parse_numbers(text: str, count: tuple[int, ...], option: str) -> list[float]:
+    """'a,b' -> [a, b] (finite numbers, as many as one of `count`)."""
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        vals = []
+    if len(vals) not in count or not all(np.isfinite(vals)):
+        raise ConfigError(f"{option} {text!r}: expected {' or '.join(str(n) for n in count)} comma-separated numbers")
+    return vals
+
+
+def camera_options(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """(one camera or None, {file name: camera}) from --focal / --principal-point / --intrinsics."""
+    from posekit.camera import read_intrinsics
+
+    if args.intrinsics and (args.focal or args.principal_point):
+        raise ConfigError("give --intrinsics or --focal / --principal-point, not both")
+    if args.intrinsics:
+        return read_intrinsics(args.intrinsics)
+    if args.principal_point and not args.focal:
+        raise ConfigError("--principal-point needs --focal (the focal length sets the depth scale)")
+    if not args.focal:
+        return None, {}
+    f = parse_numbers(args.focal, (1, 2), "--focal")
+    if min(f) <= 0:
+        raise ConfigError(f"--focal {args.focal!r}: the focal length must be > 0 px")
+    c = parse_numbers(args.principal_point, (2,), "--principal-point") if args.principal_point else None
+    return ((f[0], f[-1]), None if c is None else (c[0], c[1])), {}
+
+
+def camera_note(est: Any, args: argparse.Namespace) -> str:
+    """What a 3-D run uses for the camera, the root depth and the boxes (printed once on stderr)."""
+    coder = est.codec
+    if args.intrinsics:
+        cam = f"camera from {args.intrinsics}"
+        if est.cameras:
+            cam += f" ({len(est.cameras)} images; others use the model's default)"
+    elif est.camera is not None:
+        (fx, fy), c = est.camera
+        cam = f"f = {fx:g}, {fy:g} px, principal point {'the image centre' if c is None else c}"
+    else:
+        cam = f"the model's default camera: {coder.camera(1000, 1000)[2]}, principal point the image centre"
+    return (f"3-D camera: {cam}; root depth from each box's size (Z = sqrt(fx fy) x {coder.root_box_size:g} mm / "
+            "sqrt(box area))")
 
 
 def make_job(args: argparse.Namespace, files: list[Path]) -> Any:
@@ -194,6 +256,8 @@ def run(args: argparse.Namespace) -> int:
     est = make_estimator(args)
     if args.people_from:
         job.people = PoseEstimator(args.people_from, device=args.device, flip_test=not args.no_flip)
+    if est.task == "body3d":
+        print(f"posekit infer: note: {camera_note(est, args)}", file=sys.stderr)
     for note in box_notes(args, est, n_videos, len(files) - n_videos):
         print(f"posekit infer: note: {note}", file=sys.stderr)
     report = InferReport(Path(args.out) / "keypoints.json")

@@ -24,6 +24,7 @@ from posekit.codecs.base import ArrayLike, Codec, to_numpy
 from posekit.errors import ConfigError, DataError
 
 BBOX_3D_DEPTH = 2000.0  # mm covered by the depth bins, centred on the root: official cfg.bbox_3d_shape[0]
+DEMO_FOCAL = 1500.0  # px: the 3DMPPE demo's focal length for in-the-wild images
 DEPTH_DIM = 64  # official depth bins
 INPUT_NORMS = ("standard", "official_255")
 IMAGENET_MEAN = np.asarray(_MEAN, dtype=np.float32)
@@ -38,7 +39,11 @@ class Body3DCoder(Codec):
     def __init__(self, input_size: Sequence[int] = (256, 256), heatmap_size: Sequence[int] | None = None,
                  num_keypoints: int = 18, sigma: float = 2.0, depth_dim: int = DEPTH_DIM,
                  bbox_3d_depth: float = BBOX_3D_DEPTH, input_norm: str = "standard",
-                 output_size: Sequence[int] | None = None, shift_heatmap: bool | None = None) -> None:
+                 output_size: Sequence[int] | None = None, shift_heatmap: bool | None = None,
+                 focal: Sequence[float] = (), focal_per_width: float = 0.0,
+                 root_box_size: float = BBOX_3D_DEPTH) -> None:
+        """`focal` (fx, fy) / `focal_per_width`: the camera assumed for images without intrinsics (BODY3D.FOCAL /
+        FOCAL_PER_WIDTH, see `camera`); `root_box_size`: mm of the box prior of `root_depth_from_box`."""
         size = heatmap_size if heatmap_size is not None else output_size
         if size is None:
             raise ConfigError("codec body3d: give heatmap_size (the soft-argmax map's w, h)")
@@ -50,6 +55,13 @@ class Body3DCoder(Codec):
         self.depth_dim = int(depth_dim)
         self.bbox_3d_depth = float(bbox_3d_depth)
         self.input_norm = input_norm
+        self.focal = tuple(float(v) for v in focal)
+        self.focal_per_width = float(focal_per_width)
+        self.root_box_size = float(root_box_size)
+        if len(self.focal) not in (0, 1, 2) or min(self.focal, default=1.0) <= 0 or self.focal_per_width < 0 or \
+                not self.root_box_size > 0:
+            raise ConfigError(f"codec body3d: focal {list(self.focal)} (0, 1 or 2 values > 0), focal_per_width "
+                              f"{focal_per_width} (>= 0) and root_box_size {root_box_size} (> 0)")
 
     @property
     def output_size(self) -> tuple[int, int]:
@@ -60,6 +72,18 @@ class Body3DCoder(Codec):
     def aspect_ratio(self) -> float:
         """Input w / h (process_bbox grows boxes to it)."""
         return self.input_size[0] / self.input_size[1]
+
+    def camera(self, width: int, height: int) -> tuple[tuple[float, float], tuple[float, float], str]:
+        """((fx, fy), (cx, cy), where from) for a width x height image without intrinsics: `focal` (BODY3D.FOCAL),
+        else `focal_per_width` x width (the camera the model was trained with), else the 3DMPPE demo's 1500 px;
+        the principal point is the image centre."""
+        c = (width / 2.0, height / 2.0)
+        if self.focal:
+            return (self.focal[0], self.focal[-1]), c, "the model's BODY3D.FOCAL"
+        if self.focal_per_width > 0:
+            f = self.focal_per_width * width
+            return (f, f), c, f"the model's training camera (f = {self.focal_per_width:g} x image width)"
+        return (DEMO_FOCAL, DEMO_FOCAL), c, f"the 3DMPPE demo default (f = {DEMO_FOCAL:g} px)"
 
     @property
     def out_channels(self) -> int:

@@ -87,6 +87,9 @@ def model_spec(cfg: Config) -> ModelSpec:
     task = getattr(models.entry(m.ZOO), "task", "topdown") if zoo else OFFICIAL_TASKS.get(m.NAME, "topdown")
     if codec == "body3d":  # the 3-D codec's depth box and input normalisation are BODY3D settings
         codec_cfg.update(bbox_3d_depth=float(cfg.BODY3D.BBOX_3D_DEPTH), input_norm=cfg.BODY3D.INPUT_NORM)
+        b = cfg.BODY3D  # the camera a 3-D model assumes for images without intrinsics travels in its spec
+        codec_cfg.update({k: v for k, v in (("focal", list(b.FOCAL)), ("focal_per_width", float(b.FOCAL_PER_WIDTH)),
+                                            ("root_box_size", float(b.ROOT_BOX_SIZE))) if v not in ([], 0.0, 2000.0)})
     return ModelSpec(name=name, zoo=zoo, input_size=(int(input_size[0]), int(input_size[1])),
                      heatmap_size=(int(heatmap_size[0]), int(heatmap_size[1])), num_joints=num_joints,
                      codec=codec, codec_cfg=codec_cfg, skeleton=skeleton, task=task,

@@ -13,6 +13,7 @@ from torch import nn
 
 from posekit.codecs.body3d import (
     BBOX_3D_DEPTH,
+    DEMO_FOCAL,
     Body3DCoder,
     flip_test_merge,
     normalize_input,
@@ -23,7 +24,7 @@ from posekit.codecs.body3d import (
 from posekit.errors import DataError
 from posekit.runtime import Pose, as_rgb, split_boxes
 
-DEMO_FOCAL = 1500.0  # px: the 3DMPPE demo's focal length for in-the-wild images
+__all__ = ["DEMO_FOCAL", "Pose3D", "estimate_3d", "predict_poses_3d", "root_depth_from_box"]
 
 
 @dataclass
@@ -35,12 +36,16 @@ class Pose3D:
     box: np.ndarray  # [4] xywh as given
     root_depth: float
     root_from: str  # "given" | "box_size"
+    f: tuple[float, float] = (DEMO_FOCAL, DEMO_FOCAL)  # the intrinsics used (px)
+    c: tuple[float, float] = (0.0, 0.0)
+    camera_from: str = "given"  # "given" or where the default came from (Body3DCoder.camera)
 
     def to_json(self) -> dict[str, Any]:
         """Plain containers for JSON output."""
         return {"joints_cam": np.round(self.joints_cam.astype(np.float64), 2).tolist(),
                 "joints_img": np.round(self.joints_img.astype(np.float64), 2).tolist(),
-                "box": [float(v) for v in self.box], "root_depth": float(self.root_depth), "root_from": self.root_from}
+                "box": [float(v) for v in self.box], "root_depth": float(self.root_depth), "root_from": self.root_from,
+                "camera": {"f": [float(v) for v in self.f], "c": [float(v) for v in self.c], "from": self.camera_from}}
 
 
 def root_depth_from_box(box: Sequence[float], f: Sequence[float], real_area: float = BBOX_3D_DEPTH ** 2) -> float:
@@ -55,15 +60,25 @@ def predict_poses_3d(model: nn.Module, image_rgb: np.ndarray, boxes: Sequence[Se
                      f: Sequence[float] | None = None, c: Sequence[float] | None = None,
                      root_depths: Sequence[float] | None = None, device: str | torch.device | None = None
                      ) -> list[Pose3D]:
-    """3-D poses of the people in `boxes` (xywh px) of an H x W x 3 uint8 RGB image; flip test when flip_pairs."""
+    """3-D poses of the people in `boxes` (xywh px) of an H x W x 3 uint8 RGB image; flip test when flip_pairs.
+
+    Intrinsics: `f` (fx, fy) and `c` (cx, cy) px when given, else `coder.camera` (the model's BODY3D.FOCAL, or its
+    training camera's focal per image width, or the 3DMPPE demo's 1500 px; the image centre). Root depth: given per
+    box, else from the box size with the model's BODY3D.ROOT_BOX_SIZE prior.
+    """
     import cv2
 
     img = np.asarray(image_rgb)
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
         raise DataError(f"predict_poses_3d: expected an H x W x 3 uint8 RGB image, got {img.shape} {img.dtype}")
     h, w = img.shape[:2]
-    f = np.array(f if f is not None else (DEMO_FOCAL, DEMO_FOCAL), dtype=np.float32)
-    c = np.array(c if c is not None else (w / 2.0, h / 2.0), dtype=np.float32)
+    default_f, default_c, camera_from = coder.camera(w, h)
+    camera_from = "given" if f is not None else camera_from
+    f = np.array(f if f is not None else default_f, dtype=np.float32).reshape(-1)
+    c = np.array(c if c is not None else default_c, dtype=np.float32).reshape(-1)
+    if f.shape != (2,) or c.shape != (2,) or not (np.all(np.isfinite(f)) and np.all(f > 0) and np.all(np.isfinite(c))):
+        raise DataError(f"predict_poses_3d: the focal length must be 2 px values > 0 and the principal point 2 "
+                        f"finite px values, got f={f.tolist()} c={c.tolist()}")
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     if root_depths is not None and len(root_depths) != len(boxes):
         raise DataError(f"predict_poses_3d: {len(root_depths)} root depths for {len(boxes)} boxes")
@@ -90,7 +105,9 @@ def predict_poses_3d(model: nn.Module, image_rgb: np.ndarray, boxes: Sequence[Se
                                      coder.output_size[0], flip_pairs)
     finally:
         model.train(was_training)
-    roots = [float(root_depths[i]) if root_depths is not None else root_depth_from_box(boxes[i], f) for i in kept]
+    area = coder.root_box_size ** 2
+    roots = [float(root_depths[i]) if root_depths is not None else root_depth_from_box(boxes[i], f, area)
+             for i in kept]
     pb = np.stack(processed)
     n = len(kept)
     cam = output_to_camera(coords.astype(np.float32), pb, np.array(roots, np.float32), np.tile(f, (n, 1)),
@@ -99,24 +116,29 @@ def predict_poses_3d(model: nn.Module, image_rgb: np.ndarray, boxes: Sequence[Se
     img_xy = np.stack([coords[:, :, 0] / ow * pb[:, 2:3] + pb[:, 0:1], coords[:, :, 1] / oh * pb[:, 3:4] + pb[:, 1:2]],
                       axis=2)
     return [Pose3D(joints_cam=cam[k].astype(np.float32), joints_img=img_xy[k].astype(np.float32), box=boxes[i],
-                   root_depth=roots[k], root_from="given" if root_depths is not None else "box_size")
+                   root_depth=roots[k], root_from="given" if root_depths is not None else "box_size",
+                   f=(float(f[0]), float(f[1])), c=(float(c[0]), float(c[1])), camera_from=camera_from)
             for k, i in enumerate(kept)]
 
 
 def estimate_3d(est: Any, images: Sequence[np.ndarray], boxes: Sequence | None,
-                scores: Sequence | None) -> list[list[Pose]]:
+                scores: Sequence | None, cameras: Sequence | None = None) -> list[list[Pose]]:
     """The 3-D path (a PoseEstimator `est`), 3DMPPE: per box, image joints as keypoints (score 1) and camera-space
     joints (mm) in Pose.extra.
 
-    Camera: focal length and principal point from `est.camera` (f, c) when set, else the synthetic-data default
-    focal length and the image centre; root depth from the box size (RootNet-style prior).
+    Camera: cameras[i] (per image: `est.cameras` by file name in `images()`), else `est.camera` ((fx, fy), (cx, cy)
+    or None = the image centre), else the model's own default (Body3DCoder.camera: its BODY3D.FOCAL, or the focal
+    per image width of the camera it was trained with, or the 3DMPPE demo's 1500 px). Root depth from the box size
+    with the model's BODY3D.ROOT_BOX_SIZE prior. Without boxes the whole image is taken as one person's box
+    (extra["box_from"] = "whole image").
     """
-    f, c = est.camera if est.camera is not None else (None, None)
     out: list[list[Pose]] = []
     for i, image in enumerate(images):
         image = as_rgb(image, f"image {i}")
-        b, bs = split_boxes(None if boxes is None else boxes[i], None if scores is None else scores[i], image,
-                             f"image {i}")
+        cam = cameras[i] if cameras is not None and cameras[i] is not None else est.camera
+        f, c = cam if cam is not None else (None, None)
+        given = None if boxes is None else boxes[i]
+        b, bs = split_boxes(given, None if scores is None else scores[i], image, f"image {i}")
         pairs = est.skeleton.flip_pairs if est.flip_test else None
         poses3d = predict_poses_3d(est.model, image, b, est.codec, flip_pairs=pairs, f=f, c=c, device=est.device)
         score_of = {tuple(np.round(box, 6)): float(s) for box, s in zip(b, bs)}
@@ -126,6 +148,8 @@ def estimate_3d(est: Any, images: Sequence[np.ndarray], boxes: Sequence | None,
             s = score_of.get(tuple(np.round(np.asarray(p3.box, np.float64), 6)), 1.0)
             people.append(Pose(keypoints=kp.astype(np.float32), box=np.asarray(p3.box, np.float32), score=s,
                                box_score=s, extra={"joints_cam": p3.joints_cam, "root_depth": p3.root_depth,
-                                                   "root_from": p3.root_from}))
+                                                   "root_from": p3.root_from, "focal": p3.f, "principal_point": p3.c,
+                                                   "camera_from": p3.camera_from,
+                                                   "box_from": "whole image" if given is None else "given"}))
         out.append(people)
     return out

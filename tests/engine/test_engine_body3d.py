@@ -18,7 +18,7 @@ from posekit.config import config_from_dict
 from posekit.data.body3d import collate_body3d
 from posekit.engine.tasks import task_for
 from posekit.engine.tasks.body3d import Body3DTask, load_body3d, make_dataset
-from posekit.errors import ConfigError
+from posekit.errors import ConfigError, DataError
 from posekit.runtime.body3d import predict_poses_3d, root_depth_from_box
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -179,3 +179,54 @@ def test_cli_train_and_test(synth3d, tmp_path):
     image = np.full((160, 160, 3), 90, np.uint8)
     poses = predict_poses_3d(built.model, image, [[40, 20, 60, 120]], built.codec, built.skeleton.flip_pairs)
     assert len(poses) == 1 and np.isfinite(poses[0].joints_cam).all()
+
+
+def test_camera_and_box_prior_travel_from_the_config_to_inference(synth3d):
+    """BODY3D.FOCAL_PER_WIDTH / ROOT_BOX_SIZE reach the spec's codec, and predict_poses_3d uses them when no
+    intrinsics are given: Z = f * size / sqrt(box area) with f = focal_per_width * image width."""
+    from posekit import models
+    from posekit.engine.spec import model_spec
+    from posekit.modelspec import build_codec
+
+    cfg = _cfg(synth3d, BODY3D={"FOCAL_PER_WIDTH": 1.15, "ROOT_BOX_SIZE": 1190.0})
+    built = task_for(cfg).build(cfg)
+    spec_codec = build_codec(model_spec(cfg))  # what a weights file's spec rebuilds at inference
+    for coder in (built.codec, spec_codec):
+        assert coder.focal_per_width == 1.15 and coder.root_box_size == 1190.0
+    model = models.build("posenet3d_res18_128x128")
+    image = np.full((192, 256, 3), 120, np.uint8)
+    box = [100.0, 40.0, 50.0, 128.0]
+    pose = predict_poses_3d(model, image, [box], built.codec)[0]
+    f = 1.15 * 256
+    assert pose.f == pytest.approx((f, f)) and pose.c == (128.0, 96.0) and "training camera" in pose.camera_from
+    assert pose.root_depth == pytest.approx(f * 1190.0 / np.sqrt(50.0 * 128.0))
+    given = predict_poses_3d(model, image, [box], built.codec, f=(300.0, 310.0), c=(120.0, 90.0))[0]
+    assert given.camera_from == "given" and given.root_depth == pytest.approx(np.sqrt(300 * 310) * 1190 / 80.0)
+    plain = task_for(_cfg(synth3d)).build(_cfg(synth3d)).codec  # no camera in the config: the 3DMPPE demo's
+    assert plain.camera(640, 480)[:2] == ((1500.0, 1500.0), (320.0, 240.0))
+    with pytest.raises(DataError, match="focal length"):
+        predict_poses_3d(model, image, [box], built.codec, f=(0.0, 300.0))
+
+
+@pytest.mark.parametrize("key,value", [("TRAIN_2D_SHARE", 1.0), ("TRAIN_2D_SHARE", 0.0), ("FOCAL", [0.0]),
+                                       ("FOCAL_PER_WIDTH", -1.0), ("ROOT_BOX_SIZE", 0.0)])
+def test_bad_body3d_camera_and_mix_keys(synth3d, key, value):
+    cfg = _cfg(synth3d, BODY3D={key: value})
+    with pytest.raises(ConfigError, match=f"BODY3D.{key}"):
+        task_for(cfg).build(cfg)
+
+
+def test_mix_share_and_synth_boxes_at_the_input_aspect(synth3d):
+    """A 2-D set mixed in at TRAIN_2D_SHARE of each epoch (have_depth 0); synthetic boxes grown to the input's w / h."""
+    ann = str(synth3d / "val" / "annotations.json")
+    cfg = _cfg(synth3d, MODEL={"IMAGE_SIZE": [64, 96]}, BODY3D={"TRAIN_2D_FORMAT": "coco", "TRAIN_2D_ANN": ann,
+                                                                "TRAIN_2D_SHARE": 0.25})
+    task = task_for(cfg)
+    built = task.build(cfg)
+    ds = task.train_dataset(cfg, built)
+    n3, n2 = len(ds.datasets[0]), len(ds.datasets[1])
+    assert ds.counts[1] / len(ds) == pytest.approx(0.25, abs=1 / len(ds)) and ds.counts[0] >= n3 and ds.counts[1] >= n2
+    hd = [float(ds[i]["have_depth"]) for i in range(len(ds))]
+    assert hd == [1.0] * ds.counts[0] + [0.0] * ds.counts[1]
+    for rec in ds.datasets[0].records:
+        assert rec.bbox[2] / rec.bbox[3] == pytest.approx(64 / 96)

@@ -125,7 +125,8 @@ def test_official_3dmppe_snapshot_layout_loads(tmp_path, reference_dir):
 
 def test_hrnet_3d_backbone_from_a_2d_heatmap_checkpoint_with_load_report(tmp_path):
     """A posekit 2-D heatmap HRNet (the demo model's network) initialises the 3-D model's backbone: the report lists
-    every backbone tensor as loaded (values copied), the 3-D head as left at its init, the 2-D final layer as skipped."""
+    every backbone tensor as loaded (values copied), the 3-D head as left at its init, the 2-D final layer as
+    skipped."""
     from posekit.models.weights import load_pretrained_weights
 
     torch.manual_seed(1)

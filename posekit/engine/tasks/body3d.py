@@ -259,11 +259,12 @@ class Body3DTask(Task):
         built = load_body3d(weights)
         return built.model, built.codec, None
 
-    def infer(self, est: Any, images: Sequence[Any], boxes: Sequence | None, scores: Sequence | None) -> list[list]:
-        """Per box, image joints and camera-space joints (posekit.runtime.body3d)."""
+    def infer(self, est: Any, images: Sequence[Any], boxes: Sequence | None, scores: Sequence | None,
+              cameras: Sequence | None = None) -> list[list]:
+        """Per box, image joints and camera-space joints (posekit.runtime.body3d); cameras[i] per image."""
         from posekit.runtime.body3d import estimate_3d
 
-        return estimate_3d(est, images, boxes, scores)
+        return estimate_3d(est, images, boxes, scores, cameras)
 
     def train_dataset(self, cfg: Config, built: Built) -> Any:
         recs = load_records_3d(cfg, "train", built.codec.aspect_ratio)
