@@ -6,6 +6,7 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -120,6 +121,27 @@ def _workers_without_main() -> Iterator[None]:
             setattr(main, key, value)
 
 
+SYNTH_DESCRIPTION = "posekit synthetic figures"  # info.description of every annotations.json written here
+
+
+def check_output_folder(out: Path) -> None:
+    """ConfigError when `out` holds a dataset that posekit synth did not write (its annotations.json or images
+    would be overwritten); a folder written by an earlier `posekit synth` may be regenerated."""
+    ann, images = out / ANNOTATIONS, out / IMAGES
+    if ann.exists():
+        try:
+            ours = json.loads(ann.read_text()).get("info", {}).get("description") == SYNTH_DESCRIPTION
+        except (OSError, ValueError, AttributeError):
+            ours = False
+        if not ours:
+            raise ConfigError(f"{out} holds an {ANNOTATIONS} that posekit synth did not write: it and the images "
+                              "there would be overwritten; choose an empty or new folder")
+    elif images.is_dir() and any(not re.fullmatch(r"\d{6}\.jpg", f.name) for f in images.iterdir()):
+        # (only synth's own NNNNNN.jpg names, e.g. of an interrupted run, may be overwritten)
+        raise ConfigError(f"{images} already holds files and there is no posekit synth {ANNOTATIONS} beside "
+                          "them: they would be overwritten; choose an empty or new folder")
+
+
 def default_workers() -> int:
     """CPU cores this process may use."""
     try:
@@ -150,6 +172,7 @@ def generate(out_dir: str | os.PathLike, num_images: int, kind: str = "human", s
         raise ConfigError(f"synth: unknown option ({e})") from None
     workers = min(default_workers() if workers is None else max(1, int(workers)), num_images)
     out = Path(out_dir)
+    check_output_folder(out)
     image_dir = out / IMAGES
     image_dir.mkdir(parents=True, exist_ok=True)
 
@@ -177,7 +200,7 @@ def generate(out_dir: str | os.PathLike, num_images: int, kind: str = "human", s
         for ann in anns:
             annotations.append({"id": len(annotations) + 1, **ann})
     dataset = {
-        "info": {"description": "posekit synthetic figures", "kind": kind, "style": style, "seed": seed,
+        "info": {"description": SYNTH_DESCRIPTION, "kind": kind, "style": style, "seed": seed,
                  "max_subjects": max_subjects, "image_size": list(cfg.image_size), "max_yaw": cfg.max_yaw,
                  "size_range": list(cfg.size_range),
                  **({"sequence_length": cfg.sequence_length, "motion": cfg.motion} if cfg.sequence_length > 1 else {}),

@@ -142,3 +142,22 @@ def test_a_script_without_main_guard_works_and_gives_the_same_images(tmp_path, g
     generate(tmp_path / "ref", 4, seed=5, workers=2, image_size=(96, 96))
     assert {k: vars(main).get(k, "absent") for k in ("__file__", "__spec__")} == before  # given back to the caller
     assert _files(tmp_path / "out") == _files(tmp_path / "ref")
+
+
+def test_a_folder_holding_another_dataset_is_not_overwritten(tmp_path):
+    """`posekit synth --out` on a user's dataset overwrote its annotations.json and images."""
+    user = tmp_path / "mydata"
+    (user / "images").mkdir(parents=True)
+    (user / "images" / "000000000139.jpg").write_bytes(b"my photo")
+    with pytest.raises(ConfigError, match=r"images already holds files and there is no posekit synth"):
+        generate(user, 2, seed=1, workers=1, image_size=(96, 96))
+    (user / "annotations.json").write_text('{"images": [], "annotations": [], "categories": []}')
+    with pytest.raises(ConfigError, match=r"holds an annotations.json that posekit synth did not write"):
+        generate(user, 2, seed=1, workers=1, image_size=(96, 96))
+    assert (user / "images" / "000000000139.jpg").read_bytes() == b"my photo"
+    (tmp_path / "interrupted" / "images").mkdir(parents=True)  # an interrupted synth run: its own names only
+    (tmp_path / "interrupted" / "images" / "000000.jpg").write_bytes(b"partial")
+    generate(tmp_path / "interrupted", 2, seed=1, workers=1, image_size=(96, 96))
+    generate(tmp_path / "synth", 2, seed=1, workers=1, image_size=(96, 96))
+    generate(tmp_path / "synth", 3, seed=2, workers=1, image_size=(96, 96))  # its own earlier output: regenerated
+    assert json.loads((tmp_path / "synth" / "annotations.json").read_text())["info"]["seed"] == 2
