@@ -188,15 +188,6 @@ class EstimatorOptions:
             raise ConfigError(f"device {self.device!r}: {str(e).splitlines()[0]}") from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"device {self.device!r}: this PyTorch build has no usable CUDA device; use 'cpu'")
-        if not (isinstance(self.padding, (int, float)) and 0 < float(self.padding) < float("inf")):
-            raise ConfigError(f"padding must be a positive number (the box enlargement, 1.25 official), got "
-                              f"{self.padding!r}")
-        try:
-            device = torch.device(self.device)
-        except (RuntimeError, TypeError, ValueError) as e:
-            raise ConfigError(f"device {self.device!r}: {str(e).splitlines()[0]}") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"device {self.device!r}: this PyTorch build has no usable CUDA device; use 'cpu'")
 
 
 def _options(options: EstimatorOptions | None, settings: dict[str, Any]) -> EstimatorOptions:
