@@ -184,7 +184,7 @@ def picture(records: Sequence[PoseRecord], labels: dict[str, Any], gt: np.ndarra
     ds = TopDownDataset(records, codec, skeleton, augment=None, train=False)
     picks = np.unique(np.linspace(0, len(records) - 1, min(count, len(records))).round().astype(int))
     iw, ih = codec.input_size
-    scale = max(1, 160 // max(iw, ih))
+    scale = max(2, 256 // max(iw, ih))
     tiles = []
     for i in picks:
         s = ds.sample(int(i))
