@@ -29,6 +29,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from posekit.codecs.associative_embedding import whole_image_transform
 from posekit.codecs.base import ArrayLike, Codec, check_keypoints, to_numpy
 from posekit.errors import DataError
 
@@ -43,23 +44,7 @@ TIGDOG_FLIP_PAIRS: tuple[tuple[int, int], ...] = ((0, 1), (3, 4), (5, 6), (8, 9)
 
 def get_transform(center: Sequence[float], scale: float, res: Sequence[int], rot: float = 0.0) -> np.ndarray:
     """3x3 matrix: image px -> crop px of side 200 * scale at `center`, output `res` = (rows, cols), rot degrees."""
-    h = 200.0 * float(scale)
-    t = np.zeros((3, 3))
-    t[0, 0] = float(res[1]) / h
-    t[1, 1] = float(res[0]) / h
-    t[0, 2] = res[1] * (-float(center[0]) / h + 0.5)
-    t[1, 2] = res[0] * (-float(center[1]) / h + 0.5)
-    t[2, 2] = 1.0
-    if rot != 0:
-        r = -float(rot) * np.pi / 180.0  # the crop rotates the other way
-        sn, cs = np.sin(r), np.cos(r)
-        rot_mat = np.array([[cs, -sn, 0.0], [sn, cs, 0.0], [0.0, 0.0, 1.0]])
-        shift = np.eye(3)
-        shift[0, 2], shift[1, 2] = -res[1] / 2, -res[0] / 2
-        back = np.eye(3)
-        back[0, 2], back[1, 2] = res[1] / 2, res[0] / 2
-        t = back @ (rot_mat @ (shift @ t))
-    return t
+    return whole_image_transform(center, 200.0 * float(scale), res, rot)
 
 
 def transform(pt: Sequence[float], center: Sequence[float], scale: float, res: Sequence[int], invert: bool = False,
