@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from posekit.errors import DataError
+from posekit.runtime.sources import read_detection_list
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}  # as posekit.inference's inputs
 
@@ -265,12 +266,7 @@ def read_video_detections(path: str | os.PathLike, min_score: float = 0.0,
     """Per-frame person detections of videos: a JSON list of {bbox xywh, score, and "frame" (0-based) or
     "image_id" (= frame + 1)}, optionally "video" (a file name; entries without it apply to every video) ->
     {video name or None: {frame: [M,5] xywh + score}}; detections below min_score or with w, h <= 0 are dropped."""
-    try:
-        dets = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read a JSON list of detections ({e})") from None
-    if not isinstance(dets, list):
-        raise DataError(f"{path}: expected a JSON list of {{frame or image_id, bbox, score}}")
+    dets = read_detection_list(path, "{frame or image_id, bbox, score}")
     out: dict[str | None, dict[int, list]] = {}
     for i, d in enumerate(dets):
         try:

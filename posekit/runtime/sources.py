@@ -163,17 +163,24 @@ def video_info(path: str | Path) -> tuple[float, int]:
         finally:
             cap.release()
 
-def read_detections(path: str | Path, min_score: float = 0.0, category_id: int = 1) -> dict[int, np.ndarray]:
-    """COCO detection results -> {image_id: [M,5] xywh + score} of one category with score >= min_score.
-
-    Entries with w or h <= 0 are dropped (as the official loader); non-numeric or non-finite values are errors.
-    """
+def read_detection_list(path: str | os.PathLike, entries: str) -> list:
+    """The JSON list of a detections file; DataError naming the file when it cannot be read or is no list of
+    `entries` (e.g. "{image_id, bbox, score}")."""
     try:
         dets = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot read a JSON list of detections ({e})") from None
     if not isinstance(dets, list):
-        raise DataError(f"{path}: expected a JSON list of {{image_id, bbox, score}}, got {type(dets).__name__}")
+        raise DataError(f"{path}: expected a JSON list of {entries}, got {type(dets).__name__}")
+    return dets
+
+
+def read_detections(path: str | Path, min_score: float = 0.0, category_id: int = 1) -> dict[int, np.ndarray]:
+    """COCO detection results -> {image_id: [M,5] xywh + score} of one category with score >= min_score.
+
+    Entries with w or h <= 0 are dropped (as the official loader); non-numeric or non-finite values are errors.
+    """
+    dets = read_detection_list(path, "{image_id, bbox, score}")
     out: dict[int, list] = defaultdict(list)
     for i, d in enumerate(dets):
         if not isinstance(d, dict) or "image_id" not in d or not isinstance(d.get("bbox"), list) \
