@@ -7,7 +7,6 @@ deconvolutions (each followed by BN, ReLU, 1x1 conv, BN, ReLU) and a final 1x1 c
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -15,7 +14,7 @@ from torch import nn
 
 from posekit.errors import ConfigError
 from posekit.models.registry import register_model
-from posekit.models.resnet import deconv_padding
+from posekit.models.resnet import make_deconv_layers
 
 BN_MOMENTUM = 0.1
 
@@ -97,27 +96,6 @@ def _make_stage(inplanes: int, planes: int, blocks: int, stride: int, attention:
     return nn.Sequential(*layers)
 
 
-def _make_deconv_layers(inplanes: int, filters: Sequence[int], kernels: Sequence[int],
-                        with_bias: bool) -> nn.Sequential:
-    """Per layer: grouped ConvTranspose2d (groups=gcd(in, out)), BN, ReLU, 1x1 conv, BN, ReLU (one flat Sequential)."""
-    if len(filters) != len(kernels):
-        raise ConfigError(f"NUM_DECONV_FILTERS ({len(filters)}) and NUM_DECONV_KERNELS ({len(kernels)}) differ")
-    layers: list[nn.Module] = []
-    for planes, k in zip(filters, kernels, strict=True):
-        pad, out_pad = deconv_padding(k)
-        layers += [
-            nn.ConvTranspose2d(inplanes, planes, kernel_size=k, stride=2, padding=pad, output_padding=out_pad,
-                               groups=math.gcd(inplanes, planes), bias=with_bias),
-            nn.BatchNorm2d(planes, momentum=BN_MOMENTUM),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(planes, planes, kernel_size=1, bias=False),
-            nn.BatchNorm2d(planes, momentum=BN_MOMENTUM),
-            nn.ReLU(inplace=True),
-        ]
-        inplanes = planes
-    return nn.Sequential(*layers)
-
-
 class LPN(nn.Module):
     """Lightweight pose network; `layers` are the blocks per stage (official LPN(block, layers, cfg))."""
 
@@ -137,7 +115,7 @@ class LPN(nn.Module):
         self.layer2 = _make_stage(64, 128, layers[1], 2, attention)
         self.layer3 = _make_stage(128, 256, layers[2], 2, attention)
         self.layer4 = _make_stage(256, 512, layers[3], 1, attention)  # stride 1: output stride 16
-        self.deconv_layers = _make_deconv_layers(512, deconv_filters, deconv_kernels, deconv_with_bias)
+        self.deconv_layers = make_deconv_layers(512, deconv_filters, deconv_kernels, deconv_with_bias, lightweight=True)
         head_in = deconv_filters[-1] if len(deconv_filters) else 512
         self.final_layer = nn.Conv2d(head_in, num_joints, kernel_size=final_conv_kernel, stride=1,
                                      padding=1 if final_conv_kernel == 3 else 0)

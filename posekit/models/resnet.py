@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -156,8 +157,11 @@ def deconv_padding(kernel: int) -> tuple[int, int]:
 
 
 def make_deconv_layers(inplanes: int, filters: Sequence[int], kernels: Sequence[int],
-                       with_bias: bool = False) -> nn.Sequential:
-    """Official deconv head: per layer ConvTranspose2d(stride 2) + BN + ReLU, flat in one Sequential."""
+                       with_bias: bool = False, lightweight: bool = False) -> nn.Sequential:
+    """Official deconv head: per layer ConvTranspose2d(stride 2) + BN + ReLU, flat in one Sequential.
+
+    lightweight (LPN): the ConvTranspose2d is grouped (groups=gcd(in, out)) and followed by 1x1 conv + BN + ReLU.
+    """
     if len(filters) != len(kernels):
         raise ConfigError(f"NUM_DECONV_FILTERS ({len(filters)}) and NUM_DECONV_KERNELS ({len(kernels)}) differ")
     layers: list[nn.Module] = []
@@ -165,10 +169,16 @@ def make_deconv_layers(inplanes: int, filters: Sequence[int], kernels: Sequence[
         pad, out_pad = deconv_padding(k)
         layers += [
             nn.ConvTranspose2d(inplanes, planes, kernel_size=k, stride=2, padding=pad, output_padding=out_pad,
-                               bias=with_bias),
+                               groups=math.gcd(inplanes, planes) if lightweight else 1, bias=with_bias),
             nn.BatchNorm2d(planes, momentum=BN_MOMENTUM),
             nn.ReLU(inplace=True),
         ]
+        if lightweight:
+            layers += [
+                nn.Conv2d(planes, planes, kernel_size=1, bias=False),
+                nn.BatchNorm2d(planes, momentum=BN_MOMENTUM),
+                nn.ReLU(inplace=True),
+            ]
         inplanes = planes
     return nn.Sequential(*layers)
 
