@@ -79,6 +79,11 @@ def grmi_heatmap_size(input_size: tuple[int, int]) -> tuple[int, int]:
     return down(down(down(input_size[0]))), down(down(down(input_size[1])))
 
 
+def _coco_res101(overrides: dict[str, Any]) -> GRMI:
+    """The one network both registered crops use: ResNet-101, 17 COCO joints; `overrides` replace either."""
+    return GRMI(**{"depth": 101, "num_joints": 17, **overrides})
+
+
 _PAPER_INPUT = (257, 353)
 _COCO_INPUT = (193, 257)  # 8n + 1 like the paper's crop, near the usual 256x192
 
@@ -87,15 +92,11 @@ _COCO_INPUT = (193, 257)  # 8n + 1 like the paper's crop, near the usual 256x192
                 codec_cfg={"radius": 25.0}, skeleton="coco")
 def grmi_res101_353x257(**overrides: Any) -> GRMI:
     """G-RMI ResNet-101 at the paper's 353x257 crop (stride-8 outputs 45x33, disk radius 25 px)."""
-    cfg: dict[str, Any] = dict(depth=101, num_joints=17)
-    cfg.update(overrides)
-    return GRMI(**cfg)
+    return _coco_res101(overrides)
 
 
 @register_model(input_size=_COCO_INPUT, heatmap_size=grmi_heatmap_size(_COCO_INPUT), codec="grmi_offset",
                 codec_cfg={"radius": 18.0}, skeleton="coco")
 def grmi_res101_257x193(**overrides: Any) -> GRMI:
     """G-RMI ResNet-101 at 257x193 (stride-8 outputs 33x25 on the input grid; radius 25 px scaled by 257/353)."""
-    cfg: dict[str, Any] = dict(depth=101, num_joints=17)
-    cfg.update(overrides)
-    return GRMI(**cfg)
+    return _coco_res101(overrides)
