@@ -20,15 +20,11 @@ from posekit.models.registry import register_model
                 skeleton="ap10k", family="hourglass")
 def hourglass_bearpaw_4stack_256x256(**overrides: Any) -> HourglassNet:
     """CC-SSL's network (`-a hg --stacks 4 --blocks 1`), 256x256 input, 64x64 maps, bearpaw targets."""
-    cfg: dict[str, Any] = dict(num_stacks=4, num_blocks=1, num_joints=17, num_feats=128)
-    cfg.update(overrides)
-    return HourglassNet(**cfg)
+    return HourglassNet(**{"num_stacks": 4, "num_blocks": 1, "num_joints": 17, "num_feats": 128, **overrides})
 
 
 @register_model(input_size=(128, 128), heatmap_size=(32, 32), codec="bearpaw", codec_cfg={"sigma": 1.0},
                 skeleton="ap10k", family="hourglass")
 def hourglass_bearpaw_1stack_128x128(**overrides: Any) -> HourglassNet:
     """A CPU-sized bearpaw hourglass (1 stack, 64 feature planes), 128x128 input, 32x32 maps."""
-    cfg: dict[str, Any] = dict(num_stacks=1, num_blocks=1, num_joints=17, num_feats=64)
-    cfg.update(overrides)
-    return HourglassNet(**cfg)
+    return HourglassNet(**{"num_stacks": 1, "num_blocks": 1, "num_joints": 17, "num_feats": 64, **overrides})
