@@ -22,19 +22,36 @@ def _weighted(output: torch.Tensor, target: torch.Tensor, target_weight: torch.T
     pred = output.reshape(b, k, -1)
     gt = target.reshape(b, k, -1)
     if use_target_weight:
-        if target_weight is None:
-            raise DataError("loss: use_target_weight=True needs target_weight [B,K,1], got None")
-        w = target_weight.reshape(b, k, 1).to(pred.dtype)
+        w = _joint_weight(target_weight, b, k, pred.dtype)
         pred, gt = pred * w, gt * w
     return pred, gt
 
 
-class JointsMSELoss(nn.Module):
-    """Official heatmap MSE: mean over joints of 0.5 * mean over batch and pixels of ((pred - gt) * w)^2."""
+def _joint_weight(target_weight: torch.Tensor | None, b: int, k: int, dtype: torch.dtype) -> torch.Tensor:
+    """target_weight as [B,K,1] of `dtype`; DataError when it is missing."""
+    if target_weight is None:
+        raise DataError("loss: use_target_weight=True needs target_weight [B,K,1], got None")
+    return target_weight.reshape(b, k, 1).to(dtype)
+
+
+def _three_channels_per_joint(output: torch.Tensor, loss: str, layout: str) -> tuple[int, int]:
+    """(batch, joints) of an output with 3 channels per joint; DataError naming the loss otherwise."""
+    b, c = output.shape[:2]
+    if c % 3:
+        raise DataError(f"{loss} loss: the output needs 3 channels per joint ({layout}), got {c} channels")
+    return b, c // 3
+
+
+class _HeatmapLoss(nn.Module):
+    """Base of the heatmap losses: `use_target_weight` multiplies each joint's maps by its target weight."""
 
     def __init__(self, use_target_weight: bool = True) -> None:
         super().__init__()
         self.use_target_weight = use_target_weight
+
+
+class JointsMSELoss(_HeatmapLoss):
+    """Official heatmap MSE: mean over joints of 0.5 * mean over batch and pixels of ((pred - gt) * w)^2."""
 
     def forward(self, output: torch.Tensor, target: torch.Tensor,
                 target_weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -42,14 +59,13 @@ class JointsMSELoss(nn.Module):
         return 0.5 * F.mse_loss(pred, gt.to(pred.dtype))
 
 
-class JointsOHKMMSELoss(nn.Module):
+class JointsOHKMMSELoss(_HeatmapLoss):
     """Online hard keypoint mining: per sample, the mean of the `topk` largest per-joint MSEs; mean over batch."""
 
     def __init__(self, use_target_weight: bool = True, topk: int = 8) -> None:
-        super().__init__()
+        super().__init__(use_target_weight)
         if topk < 1:
             raise ConfigError(f"LOSS.TOPK must be >= 1, got {topk}")
-        self.use_target_weight = use_target_weight
         self.topk = topk
 
     def forward(self, output: torch.Tensor, target: torch.Tensor,
@@ -61,26 +77,17 @@ class JointsOHKMMSELoss(nn.Module):
         return hardest.sum(dim=1).div(k).mean()
 
 
-class CombinedTargetMSELoss(nn.Module):
+class CombinedTargetMSELoss(_HeatmapLoss):
     """UDP CombinedTarget loss: heatmap MSE plus offset MSE gated by the GT response, 3 channels per joint."""
-
-    def __init__(self, use_target_weight: bool = True) -> None:
-        super().__init__()
-        self.use_target_weight = use_target_weight
 
     def forward(self, output: torch.Tensor, target: torch.Tensor,
                 target_weight: torch.Tensor | None = None) -> torch.Tensor:
-        b, c = output.shape[:2]
-        if c % 3:
-            raise DataError(f"CombinedTarget loss: the output needs 3 channels per joint, got {c} channels")
-        k = c // 3
+        b, k = _three_channels_per_joint(output, "CombinedTarget", "response, x and y offset")
         pred = output.reshape(b, k, 3, -1)
         gt = target.reshape(b, k, 3, -1).to(pred.dtype)
         heat_pred, heat_gt = pred[:, :, 0], gt[:, :, 0]
         if self.use_target_weight:
-            if target_weight is None:
-                raise DataError("loss: use_target_weight=True needs target_weight [B,K,1], got None")
-            w = target_weight.reshape(b, k, 1).to(pred.dtype)
+            w = _joint_weight(target_weight, b, k, pred.dtype)
             heat_pred, heat_gt = heat_pred * w, heat_gt * w
         loss = F.mse_loss(heat_pred, heat_gt)
         loss = loss + F.mse_loss(heat_gt * pred[:, :, 1], heat_gt * gt[:, :, 1])
@@ -110,10 +117,7 @@ class GRMILoss(nn.Module):
 
     def forward(self, output: torch.Tensor, target: torch.Tensor,
                 target_weight: torch.Tensor | None = None) -> torch.Tensor:
-        b, c = output.shape[:2]
-        if c % 3:
-            raise DataError(f"G-RMI loss: the output needs 3K channels (heatmap, x and y offset per joint), got {c}")
-        k = c // 3
+        b, k = _three_channels_per_joint(output, "G-RMI", "K heatmaps, then K x and K y offsets")
         out = output.reshape(b, 3, k, -1)
         tgt = target.reshape(b, 3, k, -1).to(out.dtype)
         w = torch.ones(b, k, 1, dtype=out.dtype, device=out.device)
