@@ -63,7 +63,7 @@ from posekit.runtime.topdown import IMAGENET_MEAN, IMAGENET_STD, crop_boxes, pre
 from posekit.skeletons import Skeleton
 from posekit.vis import draw_pose
 
-INT8 = "onnxruntime-int8"  # posekit.backends.INT8 (kept here so importing this module does not import backends)
+INT8 = "onnxruntime-int8"  # posekit.runtime.backends.INT8 (kept here so importing this module does not import backends)
 
 __all__ = ["collect_inputs", "draw_poses", "EstimatorOptions", "IMAGE_EXTS", "IMAGENET_MEAN", "IMAGENET_STD",
            "infer_to_folder", "InferJob", "InferReport", "Pose", "PoseEstimator", "process_video", "read_detections",
