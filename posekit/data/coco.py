@@ -194,6 +194,19 @@ def _annotations_per_image(annotations: list, by_id: Mapping[Any, Any], source: 
     return per_image
 
 
+def _box_record(path: str, img_id: Any, box: Sequence[float], keypoints: np.ndarray, aspect_ratio: float,
+                padding: float, **fields: Any) -> PoseRecord:
+    """A PoseRecord of one person box (xywh px): the crop centre/size from the box, the other fields as given."""
+    center, size = geometry.box_xywh_to_center_size(box, aspect_ratio, padding)
+    return PoseRecord(image_path=path, image_id=_as_int_id(img_id), center=center, size=size, keypoints=keypoints,
+                      box=np.asarray(box, dtype=np.float64), **fields)
+
+
+def _image_size(img: Mapping) -> tuple[int, int]:
+    """(w, h) of a COCO image entry; 0 where it is not given."""
+    return int(img.get("width") or 0), int(img.get("height") or 0)
+
+
 def load_coco(
     ann_file: str | os.PathLike,
     image_root: str | os.PathLike,
@@ -251,20 +264,14 @@ def load_coco(
                 continue
             if train and kpts.max() == 0:
                 continue
-            center, size = geometry.box_xywh_to_center_size(cleaned, aspect_ratio, padding)
-            records.append(PoseRecord(
-                image_path=path,
-                image_id=_as_int_id(img_id),
-                center=center,
-                size=size,
-                keypoints=kpts.astype(np.float32),
+            records.append(_box_record(
+                path, img_id, cleaned, kpts.astype(np.float32), aspect_ratio, padding,
                 ann_id=_as_int_id(ann.get("id", i)),
                 area=area,
-                box=np.asarray(cleaned, dtype=np.float64),
                 score=1.0,
                 iscrowd=0,
                 category_id=_as_int_id(cat),
-                image_size=(int(img.get("width") or 0), int(img.get("height") or 0)),
+                image_size=_image_size(img),
             ))
     if not records and other_k:
         _raise_other_keypoint_sets(other_k, categories, k, source)
@@ -349,21 +356,15 @@ def load_coco_detections(
                 raise DataError(f"{source}: {where} has image_id {img_id!r} that is not in the images of {img_source}")
             img = by_id[img_id]
             path = str(root / img["file_name"])
-            image_size = (int(img.get("width") or 0), int(img.get("height") or 0))
+            image_size = _image_size(img)
             w, h = image_size
             if w and h and (box[0] >= w or box[1] >= h or box[0] + box[2] <= 0 or box[1] + box[3] <= 0):
                 outside += 1  # no pixel of the image inside the box: no pose to estimate there
                 continue
-        center, size = geometry.box_xywh_to_center_size(box, aspect_ratio, padding)
-        records.append(PoseRecord(
-            image_path=path,
-            image_id=_as_int_id(img_id),
-            center=center,
-            size=size,
-            keypoints=np.zeros((k, 3), dtype=np.float32),
+        records.append(_box_record(
+            path, img_id, box, np.zeros((k, 3), dtype=np.float32), aspect_ratio, padding,
             ann_id=-1,
             area=box[2] * box[3],
-            box=np.asarray(box, dtype=np.float64),
             score=score,
             category_id=category_id,
             image_size=image_size,
