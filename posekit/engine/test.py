@@ -50,7 +50,7 @@ def evaluate(cfg: Config, weights: str | os.PathLike | None, boxes: str | None =
     """`posekit test`: build the config's network, load `weights` (TEST.MODEL_FILE if None), score the test split.
 
     `backend` (posekit.runtime.backends.KINDS; all but "torch" for the tasks with `onnx` set only) runs the network;
-    the ONNX files are cached next to the weights; "onnxruntime-int8" is calibrated on `calibration_size`
+    the ONNX files are cached in $XDG_CACHE_HOME/posekit/onnx; "onnxruntime-int8" is calibrated on `calibration_size`
     training-split inputs.
     """
     from posekit.engine.tasks import task_for
