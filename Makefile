@@ -18,10 +18,10 @@ demo: venv
 	$(BIN)/posekit demo --out out/demo
 
 lint: venv
-	$(BIN)/ruff check posekit tests
+	$(BIN)/ruff check posekit tests scripts
 
 test: venv
-	$(BIN)/ruff check posekit tests
+	$(BIN)/ruff check posekit tests scripts
 	$(BIN)/python -m pytest -q tests
 
 clean:
