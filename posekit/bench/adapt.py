@@ -54,7 +54,7 @@ def _config(args: argparse.Namespace, extra: list[str]) -> Any:
     folders = testbeds.ensure(Path(args.data) / args.testbed, _bed(args))
     for split, (sec, pre) in {"source": ("DATASET", "TRAIN"), "target_val": ("DATASET", "TEST"),
                               "target_train": ("ADAPT", "TARGET"), "human": ("ADAPT", "HUMAN")}.items():
-        if split in folders:
+        if split in folders and not getattr(getattr(cfg, sec), f"{pre}_ANN"):  # explicit paths win
             setattr(getattr(cfg, sec), f"{pre}_ANN", str(folders[split] / "annotations.json"))
             setattr(getattr(cfg, sec), f"{pre}_IMAGES", str(folders[split] / "images"))
     return cfg
