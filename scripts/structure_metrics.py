@@ -16,11 +16,24 @@ vis3d.py -> vis), so the same rules score the tree before and after.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import sys
 from pathlib import Path
 
 ROOT = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[1])
 PKG = ROOT / "posekit"
+
+
+def _layout_test():
+    """tests/test_layout.py of this checkout: the one import walker (module files, import graph, circles)."""
+    path = Path(__file__).resolve().parents[1] / "tests" / "test_layout.py"
+    spec = importlib.util.spec_from_file_location("posekit_test_layout", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_LAYOUT = _layout_test()
 
 VOCAB = {"errors", "skeletons", "geometry", "camera", "_version"}
 # direct "may import" per layer (DESIGN.md); the closure over it is what a layer may reach
@@ -60,49 +73,6 @@ def closure(layer: str) -> set[str]:
     return seen
 
 
-def module_name(path: Path) -> str:
-    rel = path.relative_to(ROOT).with_suffix("")
-    parts = list(rel.parts)
-    if parts[-1] == "__init__":
-        parts = parts[:-1]
-    return ".".join(parts)
-
-
-def modules() -> dict[str, Path]:
-    return {module_name(p): p for p in sorted(PKG.rglob("*.py"))}
-
-
-def imports(name: str, path: Path, known: set[str]) -> list[tuple[str, int]]:
-    """(imported posekit module, line) for every import in the file."""
-    tree = ast.parse(path.read_text(), str(path))
-    is_pkg = path.name == "__init__.py"
-    out = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.startswith("posekit"):
-                    out.append((_resolve(alias.name, known), node.lineno))
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = name.split(".") if is_pkg else name.split(".")[:-1]
-                base = base[: len(base) - node.level + 1]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module or ""
-            if not mod.startswith("posekit"):
-                continue
-            for alias in node.names:
-                sub = f"{mod}.{alias.name}"
-                out.append((sub if sub in known else _resolve(mod, known), node.lineno))
-    return [(m, ln) for m, ln in out if m != name or True]
-
-
-def _resolve(mod: str, known: set[str]) -> str:
-    while mod not in known and "." in mod:
-        mod = mod.rsplit(".", 1)[0]
-    return mod
-
-
 def layer_of(mod: str, as_target: bool = False) -> str:
     parts = mod.split(".")
     if len(parts) == 1:
@@ -119,52 +89,6 @@ def layer_of(mod: str, as_target: bool = False) -> str:
     if as_target and mod in ("posekit.engine.tasks_registry",):
         return "engine.tasks"
     return top
-
-
-def graph() -> dict[str, list[tuple[str, int]]]:
-    mods = modules()
-    known = set(mods)
-    return {name: imports(name, path, known) for name, path in mods.items()}
-
-
-def circles(g: dict[str, list[tuple[str, int]]]) -> list[list[str]]:
-    """Strongly connected components (Tarjan) of size > 1, or with a self edge."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on: set[str] = set()
-    out: list[list[str]] = []
-    counter = [0]
-    sys.setrecursionlimit(10000)
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = counter[0]
-        counter[0] += 1
-        stack.append(v)
-        on.add(v)
-        for w, _ in g.get(v, []):
-            if w not in g:
-                continue
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp = []
-            while True:
-                w = stack.pop()
-                on.discard(w)
-                comp.append(w)
-                if w == v:
-                    break
-            if len(comp) > 1 or any(t == v for t, _ in g[v]):
-                out.append(sorted(comp))
-
-    for v in g:
-        if v not in index:
-            visit(v)
-    return out
 
 
 def upward(g: dict[str, list[tuple[str, int]]]) -> list[str]:
@@ -191,7 +115,7 @@ def upward(g: dict[str, list[tuple[str, int]]]) -> list[str]:
 
 def functions() -> list[tuple[int, str]]:
     out = []
-    for path in modules().values():
+    for path in _LAYOUT.module_files(ROOT).values():
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -200,8 +124,8 @@ def functions() -> list[tuple[int, str]]:
 
 
 def main() -> None:
-    g = graph()
-    cs = circles(g)
+    g = _LAYOUT.import_graph(ROOT)
+    cs = _LAYOUT.circles(g)
     print(f"import circles: {len(cs)}")
     for c in cs:
         print(f"  ({len(c)}) " + " ".join(c))
