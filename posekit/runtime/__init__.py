@@ -30,6 +30,7 @@ class Pose:
     score: float
     box_score: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
+    track_id: int | None = None  # set by posekit.runtime.tracking (None: not tracked)
 
     def to_coco(self, image_id: int, category_id: int = 1) -> dict[str, Any]:
         """The COCO keypoint results entry (image_id, category_id, keypoints flat x,y,score, score); 3-D models add

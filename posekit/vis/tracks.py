@@ -27,7 +27,8 @@ def draw_tracks(image_rgb: np.ndarray, poses: Iterable, skeleton: Skeleton, thre
     scale = max(out.shape[:2]) / 512.0
     thick = max(1, round(2 * scale))
     for pose in poses:
-        tid = int(getattr(pose, "track_id", -1) if getattr(pose, "track_id", None) is not None else -1)
+        tid = getattr(pose, "track_id", None)
+        tid = -1 if tid is None else int(tid)
         color = track_color(tid)
         k = np.asarray(pose.keypoints, np.float64)
         for a, b in skeleton.links:
