@@ -253,6 +253,7 @@ class PoseEstimator:
         self._task = task_of(self.spec)
         self.needs_boxes = self._task.needs_boxes
         self.draw_threshold = self._task.draw_threshold
+        self.uses_camera = self._task.uses_camera
         self.input_size = tuple(int(v) for v in self.spec.input_size)
         self.heatmap_size = tuple(int(v) for v in self.spec.heatmap_size)
         self.skeleton: Skeleton = skeletons.get(self.spec.skeleton)

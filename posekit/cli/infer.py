@@ -164,7 +164,7 @@ def make_estimator(args: argparse.Namespace) -> Any:
     est = PoseEstimator(args.model, weights=args.weights, spec=spec, device=args.device, flip_test=not args.no_flip,
                         batch_size=args.batch_size, backend=args.backend, cache_dir=args.cache_dir, camera=camera,
                         cameras=cameras)
-    if (camera is not None or cameras) and est.task != "body3d":
+    if (camera is not None or cameras) and not est.uses_camera:
         raise ConfigError(f"--focal / --principal-point / --intrinsics are for 3-D models; {est.name} is a "
                           f"{est.task} model")
     return est
@@ -256,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
     est = make_estimator(args)
     if args.people_from:
         job.people = PoseEstimator(args.people_from, device=args.device, flip_test=not args.no_flip)
-    if est.task == "body3d":
+    if est.uses_camera:
         print(f"posekit infer: note: {camera_note(est, args)}", file=sys.stderr)
     for note in box_notes(args, est, n_videos, len(files) - n_videos):
         print(f"posekit infer: note: {note}", file=sys.stderr)

@@ -66,6 +66,7 @@ class Task:
     needs_boxes: bool = True  # inference takes person boxes (top-down crops); False: whole images (bottom-up)
     onnx: bool = False  # the network runs on every backend (ONNX Runtime, folded, int8) in test and infer
     draw_threshold: float = 0.0  # drawings skip people scoring below this (keypoints.json keeps them all)
+    uses_camera: bool = False  # inference takes camera intrinsics (focal length, principal point)
 
     def build(self, cfg: Any) -> Built:
         """config -> network (fresh init, eval mode), codec, skeleton."""

@@ -248,6 +248,7 @@ class Body3DTask(Task):
     """3DMPPE PoseNet: crops -> soft-argmax 3-D coords -> camera mm -> MPJPE / PA-MPJPE (lower is better)."""
 
     name = "body3d"
+    uses_camera = True
 
     def build(self, cfg: Config) -> Built:
         return build_body3d(cfg)
